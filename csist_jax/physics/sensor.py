@@ -1,0 +1,58 @@
+"""The sensor: optional noise, then 8-bit storage (round, saturate at 255) (SPEC sec. 3).
+
+Noise is drawn from explicit PRNG keys. Neither released dataset carries noise; the robustness
+studies add it.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, UInt8
+
+from csist_jax import _checks
+
+SATURATION = 255.0
+
+
+def quantize(image: Float[Array, "..."], saturation: float = SATURATION) -> UInt8[Array, "..."]:
+    """Store as the sensor would: ``clip(round(image), 0, saturation)`` as ``uint8``."""
+    _checks.finite("image", image)
+    return jnp.clip(jnp.round(image), 0.0, saturation).astype(jnp.uint8)
+
+
+def quantize_float(image: Float[Array, "..."], saturation: float = SATURATION) -> Float[Array, "..."]:
+    """``quantize`` kept in float (for models of the stored image inside a fit)."""
+    return jnp.clip(jnp.round(image), 0.0, saturation)
+
+
+def gaussian_noise(key, image: Float[Array, "..."], std) -> Float[Array, "..."]:
+    """``image + N(0, std^2)`` per pixel (additive read noise)."""
+    if _checks.is_concrete(std) and float(std) < 0:
+        raise ValueError(f"std must be >= 0, got {std!r}")
+    return image + std * jax.random.normal(key, jnp.shape(image), jnp.result_type(image, jnp.float32))
+
+
+def poisson_noise(key, image: Float[Array, "..."], gain: float = 1.0) -> Float[Array, "..."]:
+    """Shot noise: ``gain * Poisson(image / gain)`` (``gain`` = grey levels per photo-electron)."""
+    _checks.positive_scalar("gain", gain)
+    lam = jnp.maximum(image, 0.0) / gain
+    return gain * jax.random.poisson(key, lam, jnp.shape(image)).astype(jnp.result_type(image, jnp.float32))
+
+
+def observe(
+    key,
+    clean: Float[Array, "..."],
+    *,
+    noise_std: float = 0.0,
+    poisson_gain: float | None = None,
+    saturation: float = SATURATION,
+) -> UInt8[Array, "..."]:
+    """The stored image of a clean rendering: optional Poisson then Gaussian noise, then ``quantize``."""
+    kp, kg = jax.random.split(key)
+    image = clean
+    if poisson_gain is not None:
+        image = poisson_noise(kp, image, poisson_gain)
+    if noise_std:
+        image = gaussian_noise(kg, image, noise_std)
+    return quantize(image, saturation)
