@@ -1,0 +1,1 @@
+"""Benchmark sections for ``python -m experiments.bench``; one module per layer."""
