@@ -33,11 +33,26 @@ MAX_TARGETS = 5
 _CHUNK = 8192
 
 
-def _one_image(key, *, size, sigma, cluster_range, count_mean, count_std, count_range, box,
-               min_distance, brightness_range, max_tries, max_targets):
+def _one_image(
+    key,
+    *,
+    size,
+    sigma,
+    cluster_range,
+    count_mean,
+    count_std,
+    count_range,
+    box,
+    min_distance,
+    brightness_range,
+    max_tries,
+    max_targets,
+):
     k_cluster, k_count, k_pos, k_bright = jax.random.split(key, 4)
     centre = jax.random.randint(k_cluster, (2,), cluster_range[0], cluster_range[1] + 1).astype(jnp.float32)
-    n = jnp.clip(jnp.round(count_mean + count_std * jax.random.normal(k_count)), *count_range).astype(jnp.int32)
+    n = jnp.clip(jnp.round(count_mean + count_std * jax.random.normal(k_count)), *count_range).astype(
+        jnp.int32
+    )
     tries = jax.random.uniform(k_pos, (max_targets, max_tries, 2), minval=box[0], maxval=box[1]) + centre
     # the first target always fits (n >= 1); starting from it keeps XLA from constant-folding a
     # search over an all-empty placement
@@ -52,7 +67,9 @@ def _one_image(key, *, size, sigma, cluster_range, count_mean, count_std, count_
         slot = jnp.sum(taken)  # keep placed targets contiguous at the front
         placed = jnp.where(accept, placed.at[slot].set(cand[first]), placed)
         taken = jnp.where(accept, taken.at[slot].set(True), taken)
-    bright = jax.random.uniform(k_bright, (max_targets,), minval=brightness_range[0], maxval=brightness_range[1])
+    bright = jax.random.uniform(
+        k_bright, (max_targets,), minval=brightness_range[0], maxval=brightness_range[1]
+    )
     bright = jnp.where(taken, bright, 0.0)
     targets = jnp.concatenate([jnp.where(taken[:, None], placed, 0.0), bright[:, None]], axis=1)
     clean = psf.render(targets, size, sigma)
@@ -111,15 +128,22 @@ def generate(
     if not box[0] < box[1]:
         raise ValueError(f"box must be (low, high) with low < high, got {box}")
     if not 0 <= brightness_range[0] <= brightness_range[1]:
-        raise ValueError(f"brightness_range must be (low, high) with 0 <= low <= high, got {brightness_range}")
+        raise ValueError(
+            f"brightness_range must be (low, high) with 0 <= low <= high, got {brightness_range}"
+        )
     if noise_std < 0:
         raise ValueError(f"noise_std must be >= 0, got {noise_std}")
     protocol = (
-        ("size", size), ("sigma", float(sigma)), ("cluster_range", tuple(int(v) for v in cluster_range)),
-        ("count_mean", float(count_mean)), ("count_std", float(count_std)),
-        ("count_range", tuple(int(v) for v in count_range)), ("box", tuple(float(v) for v in box)),
+        ("size", size),
+        ("sigma", float(sigma)),
+        ("cluster_range", tuple(int(v) for v in cluster_range)),
+        ("count_mean", float(count_mean)),
+        ("count_std", float(count_std)),
+        ("count_range", tuple(int(v) for v in count_range)),
+        ("box", tuple(float(v) for v in box)),
         ("min_distance", float(min_separation * rayleigh * sigma)),
-        ("brightness_range", tuple(float(v) for v in brightness_range)), ("max_tries", max_tries),
+        ("brightness_range", tuple(float(v) for v in brightness_range)),
+        ("max_tries", max_tries),
         ("max_targets", MAX_TARGETS),
     )
     out = {"image": [], "targets": [], "count": [], "clean": []}

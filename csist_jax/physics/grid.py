@@ -34,9 +34,7 @@ def hr_index(coordinate: Float[Array, "..."], c: int) -> Int[Array, "..."]:
     return jnp.round(c * jnp.asarray(coordinate) + hr_offset(c)).astype(jnp.int32)
 
 
-def hr_label(
-    targets: Float[Array, "... k 3"], c: int = 3, size: int = 11
-) -> Float[Array, "... hr hr"]:
+def hr_label(targets: Float[Array, "... k 3"], c: int = 3, size: int = 11) -> Float[Array, "... hr hr"]:
     """The HR label map: zeros with ``s[round(c x + o), round(c y + o)] += b`` for every target.
 
     Padding rows (brightness 0) add nothing. Targets whose cell falls outside the grid are dropped by

@@ -149,9 +149,7 @@ def sampling_matrix(c: int = 3, size: int = 11, sigma=psf.DEFAULT_SIGMA) -> Floa
     return jnp.kron(G, G)
 
 
-def q_init(
-    labels: Float[Array, "n hr hr"], operator, ridge: float = 1e-6
-) -> Float[Array, "hr2 m"]:
+def q_init(labels: Float[Array, "n hr hr"], operator, ridge: float = 1e-6) -> Float[Array, "hr2 m"]:
     """Least-squares linear initialisation ``Q = argmin_Q ||Q Y - X||_F`` with ``Y = Phi X``.
 
     ``X`` holds the flattened HR labels as columns; ``Y`` their noise-free images (not the stored
@@ -176,4 +174,3 @@ __all__ = [
     "sampling_matrix",
     "sampling_operator",
 ]
-
