@@ -1,0 +1,24 @@
+"""Evaluation: CSO-mAP (the exact published protocol, jitted), localisation error, count accuracy,
+and PSNR / SSIM of HR maps."""
+
+from csist_jax.metrics.cso_map import (
+    DEFAULT_DELTAS,
+    cso_map_from_maps,
+    cso_map_from_points,
+    detections_from_maps,
+)
+from csist_jax.metrics.image_quality import psnr, ssim
+from csist_jax.metrics.localization import by_count, count_accuracy, localization_rmse, matched_errors
+
+__all__ = [
+    "DEFAULT_DELTAS",
+    "by_count",
+    "count_accuracy",
+    "cso_map_from_maps",
+    "cso_map_from_points",
+    "detections_from_maps",
+    "localization_rmse",
+    "matched_errors",
+    "psnr",
+    "ssim",
+]
