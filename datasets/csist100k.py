@@ -60,11 +60,14 @@ class Csist100k(tfds.core.GeneratorBasedBuilder):
         config = self.builder_config
         if config.official:
             return {s: self._generate_examples(official=dl_manager.manual_dir / s) for s in common.SPLITS}
-        return {s: self._generate_examples(split=s, n=n) for s, n in config.split_sizes.items()}
+        # TFDS cannot store an empty split: a size-0 split is left out of the dataset
+        return {s: self._generate_examples(split=s, n=n) for s, n in config.split_sizes.items() if n > 0}
 
     def _generate_examples(self, split: str | None = None, n: int = 0, official=None):
         if official is not None:
             data = io.read_dir(official, layout="csist100k", progress=True)
+            if len(data["count"]) == 0:
+                raise ValueError(f"{official}: the split directory holds no samples")
             yield from _examples(data, data["id"], data["sigma"])
             return
         config = self.builder_config
