@@ -56,37 +56,19 @@ CURVE_NAMES = ("line", "quadratic", "circle")
 _CHUNK = 2048
 
 
-def _one_trajectory(
-    key,
-    *,
-    size,
-    sigma,
-    n_frames,
-    x0_range,
-    y0_range,
-    turn_x,
-    step,
-    curve_probs,
-    max_slope,
-    max_curvature,
-    radius_range,
-    count_range,
-    offset,
-    drift_range,
-    drift_mode,
-    brightness_range,
-):
+def _one_trajectory(key, p, *, size, n_frames):
+    """One trajectory; ``p`` holds the protocol's numbers as traced values, so one compile serves all."""
     keys = jax.random.split(key, 12)
-    x0 = jax.random.randint(keys[0], (), x0_range[0], x0_range[1] + 1).astype(jnp.float32)
-    y0 = jax.random.uniform(keys[1], (), minval=y0_range[0], maxval=y0_range[1])
-    sign = jnp.where(x0 < turn_x, 1.0, -1.0)
-    u = sign * step * jnp.arange(n_frames, dtype=jnp.float32)  # signed displacement along x
+    x0 = jax.random.randint(keys[0], (), p["x0_range"][0], p["x0_range"][1] + 1).astype(jnp.float32)
+    y0 = jax.random.uniform(keys[1], (), minval=p["y0_range"][0], maxval=p["y0_range"][1])
+    sign = jnp.where(x0 < p["turn_x"], 1.0, -1.0)
+    u = sign * p["step"] * jnp.arange(n_frames, dtype=jnp.float32)  # signed displacement along x
 
-    kind = jax.random.choice(keys[2], len(CURVE_NAMES), p=jnp.asarray(curve_probs, jnp.float32))
-    slope = jax.random.uniform(keys[3], (), minval=-max_slope, maxval=max_slope)
-    curvature = jax.random.uniform(keys[4], (), minval=-max_curvature, maxval=max_curvature)
-    radius = jax.random.uniform(keys[5], (), minval=radius_range[0], maxval=radius_range[1])
-    path = step * (n_frames - 1)
+    kind = jax.random.choice(keys[2], len(CURVE_NAMES), p=p["curve_probs"])
+    slope = jax.random.uniform(keys[3], (), minval=-p["max_slope"], maxval=p["max_slope"])
+    curvature = jax.random.uniform(keys[4], (), minval=-p["max_curvature"], maxval=p["max_curvature"])
+    radius = jax.random.uniform(keys[5], (), minval=p["radius_range"][0], maxval=p["radius_range"][1])
+    path = p["step"] * (n_frames - 1)
     ahead = jax.random.uniform(keys[6], (), minval=0.0, maxval=radius - path)
     branch = jnp.where(jax.random.bernoulli(keys[7]), 1.0, -1.0)
     line = slope * u
@@ -95,23 +77,19 @@ def _one_trajectory(
     dy = jnp.select([kind == 0, kind == 1], [line, quadratic], circle)
     reference = jnp.stack([x0 + u, y0 + dy], axis=-1)  # [T, 2]
 
-    n = jax.random.randint(keys[8], (), count_range[0], count_range[1] + 1)
+    n = jax.random.randint(keys[8], (), p["count_range"][0], p["count_range"][1] + 1)
     valid = jnp.arange(MAX_TARGETS) < n
     direction = jax.random.permutation(keys[9], MAX_TARGETS)
     unit = jnp.asarray(DIRECTIONS)[direction]  # [K, 2]
-    if drift_mode == "rate":
-        rate = jax.random.uniform(keys[10], (1, MAX_TARGETS), minval=drift_range[0], maxval=drift_range[1])
-        increments = jnp.broadcast_to(rate, (n_frames - 1, MAX_TARGETS))
-    else:
-        increments = jax.random.uniform(
-            keys[10], (n_frames - 1, MAX_TARGETS), minval=drift_range[0], maxval=drift_range[1]
-        )
+    lo, hi = p["drift_range"][0], p["drift_range"][1]
+    per_frame = jax.random.uniform(keys[10], (n_frames - 1, MAX_TARGETS), minval=lo, maxval=hi)
+    # "rate": the first draw is each target's constant rate; "steps": a fresh draw every frame
+    increments = jnp.where(p["steps"], per_frame, jnp.broadcast_to(per_frame[:1], per_frame.shape))
     drift = jnp.concatenate([jnp.zeros((1, MAX_TARGETS)), jnp.cumsum(increments, axis=0)], axis=0)
-    distance = jnp.where(valid, offset + drift, 0.0)  # [T, K]
+    distance = jnp.where(valid, p["offset"] + drift, 0.0)  # [T, K]
     position = reference[:, None, :] + distance[..., None] * unit[None]
-    bright = jax.random.uniform(
-        keys[11], (MAX_TARGETS,), minval=brightness_range[0], maxval=brightness_range[1]
-    )
+    lo, hi = p["brightness_range"][0], p["brightness_range"][1]
+    bright = jax.random.uniform(keys[11], (MAX_TARGETS,), minval=lo, maxval=hi)
     bright = jnp.where(valid, bright, 0.0)
     targets = jnp.concatenate(
         [
@@ -120,7 +98,7 @@ def _one_trajectory(
         ],
         axis=-1,
     )
-    clean = psf.render(targets, size, sigma)
+    clean = psf.render(targets, size, p["sigma"])
     return {
         "targets": targets,
         "count": n.astype(jnp.int32),
@@ -132,11 +110,12 @@ def _one_trajectory(
     }
 
 
-@functools.partial(jax.jit, static_argnames=("protocol",))
-def _chunk(seed, indices, noise_std, protocol):
+@functools.partial(jax.jit, static_argnames=("size", "n_frames"))
+def _chunk(seed, indices, noise_std, params, size, n_frames):
     root = jax.random.PRNGKey(seed)
     keys = jax.vmap(lambda i: jax.random.fold_in(root, i))(indices)
-    out = jax.vmap(functools.partial(_one_trajectory, **dict(protocol)))(keys)
+    one = functools.partial(_one_trajectory, size=size, n_frames=n_frames)
+    out = jax.vmap(one, in_axes=(0, None))(keys, params)
     noise_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
     clean = out["clean"]
     noisy = clean + noise_std * jax.vmap(lambda k: jax.random.normal(k, clean.shape[1:]))(noise_keys)
@@ -225,24 +204,24 @@ def generate(
         )
     if noise_std < 0:
         raise ValueError(f"noise_std must be >= 0, got {noise_std}")
-    protocol = (
-        ("size", size),
-        ("sigma", float(sigma)),
-        ("n_frames", n_frames),
-        ("x0_range", tuple(int(v) for v in x0_range)),
-        ("y0_range", tuple(float(v) for v in y0_range)),
-        ("turn_x", float(turn_x)),
-        ("step", float(step)),
-        ("curve_probs", tuple(float(p) for p in probs)),
-        ("max_slope", float(max_slope)),
-        ("max_curvature", float(max_curvature)),
-        ("radius_range", tuple(float(v) for v in radius_range)),
-        ("count_range", tuple(int(v) for v in count_range)),
-        ("offset", float(offset)),
-        ("drift_range", tuple(float(v) for v in drift_range)),
-        ("drift_mode", drift_mode),
-        ("brightness_range", tuple(float(v) for v in brightness_range)),
-    )
+    f32 = functools.partial(jnp.asarray, dtype=jnp.float32)
+    i32 = functools.partial(jnp.asarray, dtype=jnp.int32)
+    params = {
+        "sigma": f32(sigma),
+        "x0_range": i32(x0_range),
+        "y0_range": f32(y0_range),
+        "turn_x": f32(turn_x),
+        "step": f32(step),
+        "curve_probs": f32(probs),
+        "max_slope": f32(max_slope),
+        "max_curvature": f32(max_curvature),
+        "radius_range": f32(radius_range),
+        "count_range": i32(count_range),
+        "offset": f32(offset),
+        "drift_range": f32(drift_range),
+        "steps": jnp.asarray(drift_mode == "steps"),
+        "brightness_range": f32(brightness_range),
+    }
     shapes = {
         "image": ((n_frames, size, size), np.uint8),
         "targets": ((n_frames, MAX_TARGETS, 3), np.float32),
@@ -259,7 +238,7 @@ def generate(
     show = progress if progress is not None else n > 4 * _CHUNK
     for lo in tqdm(range(0, n, chunk), desc="seqcsist", unit="chunk", disable=not show):
         idx = np.arange(start + lo, start + lo + chunk, dtype=np.int64)
-        out = _chunk(seed, jnp.asarray(idx, jnp.uint32), float(noise_std), protocol)
+        out = _chunk(seed, jnp.asarray(idx, jnp.uint32), float(noise_std), params, size, n_frames)
         keep = min(chunk, n - lo)
         for name in shapes:
             parts[name].append(np.asarray(out[name][:keep]))
