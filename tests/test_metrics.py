@@ -116,6 +116,14 @@ def test_no_targets_or_no_detections_score_zero():
     assert cso_map_from_points(points, [1], targets, [1]) == dict.fromkeys(KEYS, 1.0)
 
 
+@pytest.mark.parametrize("n, m, k", [(2, 0, 5), (2, 3, 0), (0, 3, 5)])
+def test_empty_shapes_score_zero(n, m, k):
+    points, targets = np.zeros((n, m, 3)), np.zeros((n, k, 3))
+    zeros = np.zeros(n, int)
+    assert cso_map_from_points(points, zeros, targets, zeros) == dict.fromkeys(KEYS, 0.0)
+    assert localization_rmse(points, zeros, targets, zeros)["matched"] == 0
+
+
 def test_padding_rows_are_never_read():
     points = np.full((2, 4, 3), np.nan, np.float32)
     targets = np.full((2, 5, 3), np.inf, np.float32)

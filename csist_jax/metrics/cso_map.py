@@ -182,6 +182,8 @@ def cso_map_from_points(
     """
     points, point_count, targets, count = _inputs.detections_and_targets(points, point_count, targets, count)
     deltas, names = _ap_names(deltas)
+    if point_count.sum() == 0 or count.sum() == 0:  # also covers M = 0 or K = 0
+        return _summarise(np.zeros(0, np.float32), np.zeros((len(names), 0), bool), 0, names)
     scores, is_tp = _pooled_tp(points, point_count, targets, count, deltas)
     return _summarise(scores, is_tp, int(count.sum()), names)
 
@@ -285,7 +287,9 @@ def cso_map_from_maps(
     targets = targets.astype(np.float32)
     deltas, names = _ap_names(deltas)
     scores, flags = [], []
-    for lo, hi, _ in _chunks(maps.shape[0]):  # chunks bound the memory of the padded detections
+    for lo, hi, _ in _chunks(
+        maps.shape[0] if count.sum() else 0
+    ):  # chunks bound the memory of the padded detections
         points, point_count = _compact(maps[lo:hi], c, size, brightness_threshold, None)
         s, f = _pooled_tp(points, point_count, targets[lo:hi], count[lo:hi], deltas)
         scores.append(s)

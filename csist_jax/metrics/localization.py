@@ -91,6 +91,8 @@ def matched_errors(
     squared = np.zeros(n, np.float64)
     matched = np.zeros(n, np.int64)
     rows = min(4096, _inputs.bucket(n))
+    if width == 0 or targets.shape[1] == 0:  # nothing can be matched
+        return squared, matched
     for lo in range(0, n, rows):
         hi = min(lo + rows, n)
         chunk = []
