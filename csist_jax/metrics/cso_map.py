@@ -25,6 +25,12 @@ the same target. That is a segment minimum of score ranks over (image, target). 
 thresholds are float32, as in the toolkit (it cast points to float32 before measuring), so a
 detection exactly at ``delta`` counts as a TP exactly when it does there.
 
+Implementation: the matching is one jitted, vmapped call per chunk of ``_CHUNK`` images, padded to a
+bucketed width (the largest ``point_count``, rounded up to a power of two) so that few shapes compile;
+the pooled stable sort, the integer TP/detection counts, the float32 precisions (within an ulp) and
+their envelope are one jitted call over the pool; the final sum runs in float64 on the host. The
+result agrees with a plain sequential implementation to about 1e-7.
+
 >>> import numpy as np
 >>> targets = np.array([[[5.0, 5.0, 230.0]]])
 >>> points = np.array([[[5.0, 5.1, 0.9], [5.0, 5.0, 0.5]]])
@@ -151,7 +157,7 @@ def _summarise(scores: np.ndarray, is_tp: np.ndarray, n_targets: int, names: lis
         scores = np.concatenate([scores, np.zeros(width - v, np.float32)])
         is_tp = np.concatenate([is_tp, np.zeros((is_tp.shape[0], width - v), bool)], axis=1)
         terms = np.asarray(_envelope_at_tp(scores, is_tp, valid))
-        # a float32 sum of up to millions of terms would drift by ~1e-5; the host sum in float64 is exact
+        # a float32 sum of up to millions of terms can drift by ~1e-5; a float64 sum adds nothing
         aps = terms.astype(np.float64).sum(axis=1) / n_targets
     result = {"mAP": float(np.mean(aps))}
     result.update({name: float(ap) for name, ap in zip(names, aps)})
