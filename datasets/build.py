@@ -4,7 +4,8 @@
     python -m datasets.build build csist100k --config small --data-dir /abs/data_dir
     # any size: a custom config named after its sizes and seed
     python -m datasets.build build seqcsist --train 700 --val 150 --test 150 --seed 3 --data-dir /abs/data_dir
-    # the official download, validated file by file (manual_dir holds train/ val/ test/)
+    # the official download, validated file by file (manual_dir holds train/ val/ test/);
+    # --config official_skip leaves bad samples out and reports them instead of stopping
     python -m datasets.build build csist100k --config official --manual-dir /abs/CSIST-100K --data-dir ...
     # synthetic data written in the official png + xml layout
     python -m datasets.build export seqcsist --train 35 --val 8 --test 8 --out /abs/SeqCSIST-like
@@ -198,7 +199,9 @@ def main(argv=None) -> int:
 
     build = sub.add_parser("build", help="build a TFDS dataset (ArrayRecord)")
     build.add_argument("dataset", choices=sorted(BUILDERS))
-    build.add_argument("--config", default=None, help="tiny | small | full | official (default small)")
+    build.add_argument(
+        "--config", default=None, help="tiny | small | full | official | official_skip (default small)"
+    )
     build.add_argument("--data-dir", default="data_dir", help="TFDS data dir (made absolute)")
     build.add_argument("--manual-dir", default=None, help="official download root (train/ val/ test/)")
     add_sizes(build)

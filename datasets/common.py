@@ -25,12 +25,28 @@ CHUNK = 4096
 class DatasetConfig(tfds.core.BuilderConfig):
     """A builder config: synthesise ``split_sizes`` samples per split from ``seed`` with ``protocol``
     (keyword arguments of the generator), or, with ``official``, import the official download from
-    ``manual_dir`` (``train/``, ``val/``, ``test/`` in the official layout)."""
+    ``manual_dir`` (``train/``, ``val/``, ``test/`` in the official layout), where ``on_error`` is
+    ``csist_jax.data.io.read_dir``'s: ``"raise"`` on the first bad file, or ``"skip"`` bad samples and
+    report them in a warning."""
 
     seed: int = 0
     split_sizes: dict[str, int] = dataclasses.field(default_factory=dict)
     protocol: dict = dataclasses.field(default_factory=dict)
     official: bool = False
+    on_error: str = "raise"
+
+
+def official_configs() -> list[DatasetConfig]:
+    """The configs that import the official download: strict, or skipping (and reporting) bad samples."""
+    return [
+        DatasetConfig(name="official", description="The official download (manual_dir).", official=True),
+        DatasetConfig(
+            name="official_skip",
+            description="The official download (manual_dir); bad samples skipped and reported.",
+            official=True,
+            on_error="skip",
+        ),
+    ]
 
 
 def custom_config(
@@ -78,7 +94,8 @@ def frame_features(size: int, sequence: bool) -> tfds.features.FeaturesDict:
 
 
 MANUAL_DOWNLOAD_INSTRUCTIONS = """\
-For the `official` config, unpack the official download so that `manual_dir` holds `train/`, `val/` and
-`test/` in the official layout (CSIST-100K: `cso_img/image_{k}.png` + `Annotations/CSO{k}.xml`;
-SeqCSIST: `image/image_{k}.png` + `annotation/COS{k}.xml`). Every file is validated while importing.
+For the `official` / `official_skip` configs, unpack the official download so that `manual_dir` holds
+`train/`, `val/` and `test/` in the official layout (CSIST-100K: `cso_img/image_{k}.png` +
+`Annotations/CSO{k}.xml`; SeqCSIST: `image/image_{k}.png` + `annotation/COS{k}.xml`). Every file is
+validated while importing.
 """

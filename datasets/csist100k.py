@@ -2,7 +2,8 @@
 
 Configs: ``full`` (80,000 / 10,000 / 10,000, the published sizes), ``small`` (8,000 / 1,000 / 1,000, for
 CPU-scale runs and the quickstart), ``tiny`` (64 / 16 / 16, for tests) — all synthesised from seed 0 —
-and ``official`` (imports the official download from ``manual_dir``). Build without TensorFlow::
+and ``official`` / ``official_skip`` (import the official download from ``manual_dir``, raising on
+or skipping and reporting bad files). Build without TensorFlow::
 
     python -m datasets.build build csist100k --config small --data-dir /abs/path
 
@@ -38,9 +39,7 @@ class Csist100k(tfds.core.GeneratorBasedBuilder):
             )
             for name, sizes in _SIZES.items()
         ),
-        common.DatasetConfig(
-            name="official", description="The official download (manual_dir).", official=True
-        ),
+        *common.official_configs(),
     ]
     MANUAL_DOWNLOAD_INSTRUCTIONS = common.MANUAL_DOWNLOAD_INSTRUCTIONS
 
@@ -65,7 +64,9 @@ class Csist100k(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, split: str | None = None, n: int = 0, official=None):
         if official is not None:
-            data = io.read_dir(official, layout="csist100k", progress=True)
+            data = io.read_dir(
+                official, layout="csist100k", progress=True, on_error=self.builder_config.on_error
+            )
             if len(data["count"]) == 0:
                 raise ValueError(f"{official}: the split directory holds no samples")
             yield from _examples(data, data["id"], data["sigma"])

@@ -89,7 +89,7 @@ def seqcsist_grid(
         ax.tick_params(labelsize=6)
         ax.set_xlabel("y (column)", fontsize=7)
         ax.set_ylabel("x (row)", fontsize=7)
-        ax.set_title(f"tracks (dot = frame 0), {count} targets", fontsize=8)
+        ax.set_title(f"{count} tracks (dot: frame 0)", fontsize=8)
     fig.suptitle("SeqCSIST samples (5x5 px zoom): true positions +, reference path in cyan", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

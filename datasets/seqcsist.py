@@ -2,7 +2,8 @@
 
 Configs: ``full`` (3,500 / 750 / 750 trajectories of 20 frames = 100,000 frames, the published sizes),
 ``small`` (350 / 75 / 75), ``tiny`` (4 / 2 / 2, for tests) — synthesised from seed 0 — and ``official``
-(imports the official download from ``manual_dir``). Frames are stored trajectory-major (record
+/ ``official_skip`` (import the official download from ``manual_dir``, raising on / skipping and reporting
+bad files). Frames are stored trajectory-major (record
 ``20 j + t`` is frame ``t`` of trajectory ``j``, ids as in the official files) with their trajectory id and
 0-based frame index; ``csist_jax.data.pipeline`` cuts them into 5-frame windows on the fly.
 """
@@ -36,9 +37,7 @@ class Seqcsist(tfds.core.GeneratorBasedBuilder):
             )
             for name, sizes in _SIZES.items()
         ),
-        common.DatasetConfig(
-            name="official", description="The official download (manual_dir).", official=True
-        ),
+        *common.official_configs(),
     ]
     MANUAL_DOWNLOAD_INSTRUCTIONS = common.MANUAL_DOWNLOAD_INSTRUCTIONS
 
@@ -63,7 +62,9 @@ class Seqcsist(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, split: str | None = None, n: int = 0, official=None):
         if official is not None:
-            data = io.read_dir(official, layout="seqcsist", progress=True)
+            data = io.read_dir(
+                official, layout="seqcsist", progress=True, on_error=self.builder_config.on_error
+            )
             if len(data["count"]) == 0:
                 raise ValueError(f"{official}: the split directory holds no samples")
             yield from _examples(data, data["trajectory"], data["sigma"])

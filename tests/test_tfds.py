@@ -83,10 +83,18 @@ def test_official_download_imports_through_manual_dir(tmp_path):
     got = _split(builder, "test").read(np.arange(8))
     np.testing.assert_array_equal(got["image"], data["image"][16:24])
     np.testing.assert_array_equal(got["targets"], data["targets"][16:24])
-    assert [builder.as_data_source()["test"][i]["id"] for i in (0, 7)] == [
-        0,
-        7,
-    ]  # ids restart per split file set
+    assert [builder.as_data_source()["test"][i]["id"] for i in (0, 7)] == [0, 7]  # the file ids
+
+    (tmp_path / "manual" / "train" / "cso_img" / "image_9.png").write_bytes(b"broken")
+    config = tfds.download.DownloadConfig(manual_dir=str(tmp_path / "manual"))
+    strict = build.make_builder("csist100k", config="official", data_dir=tmp_path / "strict")
+    with pytest.raises(io.DatasetFileError, match="image_9.png"):
+        strict.download_and_prepare(file_format="array_record", download_config=config)
+    lenient = build.make_builder("csist100k", config="official_skip", data_dir=tmp_path / "lenient")
+    with pytest.warns(UserWarning, match="skipped 1"):
+        lenient.download_and_prepare(file_format="array_record", download_config=config)
+    ids = [record["id"] for record in lenient.as_data_source()["train"]]
+    assert ids == [k for k in range(64) if k != 9]
 
 
 def test_custom_config_is_named_after_its_sizes_and_seed(tmp_path):
