@@ -1,0 +1,77 @@
+"""Deep unfolding networks for single-frame CSIST unmixing (SPEC sec. 7-8) and their checkpoints.
+
+>>> from csist_jax import models
+>>> net = models.create("dista_net", c=3)
+>>> variables = net.init(jax.random.PRNGKey(0), images)        # images [n, 11, 11], raw 0..255
+>>> maps = net.apply(variables, images)                        # HR maps [n, 33, 33]
+>>> maps, aux = net.apply(variables, images, return_aux=True)  # + per-stage symmetry residuals
+
+Every network is the ISTA loop of :mod:`csist_jax.solvers` (one shared ``gradient_step``) with trained
+stages, started at ``x_0 = Q z`` (``Q`` a fixed matrix in the ``"constants"`` collection).
+"""
+
+from __future__ import annotations
+
+from csist_jax import _checks
+from csist_jax.models.checkpoint import load_checkpoint, read_meta, save_model
+from csist_jax.models.dista_net import DISTANet
+from csist_jax.models.ista_net import ISTANet
+from csist_jax.models.ista_net_plus import ISTANetPlus
+from csist_jax.models.layers import UnfoldingNetwork, unroll
+from csist_jax.models.lista import LISTA
+
+#: name -> (class, default stages at c = 3, 5, 7) as published
+_REGISTRY = {
+    "ista_net": (ISTANet, {3: 9, 5: 9, 7: 9}),
+    "ista_net_plus": (ISTANetPlus, {3: 9, 5: 9, 7: 9}),
+    "dista_net": (DISTANet, {3: 6, 5: 6, 7: 4}),
+    "lista": (LISTA, {3: 16, 5: 16, 7: 16}),
+}
+
+MODEL_NAMES = tuple(_REGISTRY)
+
+
+def create(name: str, *, c: int = 3, **config) -> UnfoldingNetwork:
+    """The network ``name`` for up-sampling ratio ``c``; ``config`` overrides module fields.
+
+    Names: ``"ista_net"``, ``"ista_net_plus"``, ``"dista_net"``, ``"lista"``. Fields: ``stages``
+    (default: the published count for ``c``; DISTA-Net uses 4 at ``c = 7``), ``channels``, ``size``,
+    ``sigma``, ``q_init`` (``[(size c)^2, size^2]``, e.g. :func:`csist_jax.physics.q_init`), and per
+    network ``dynamic_share`` / ``hidden`` (DISTA-Net) or ``lam`` (LISTA).
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"name must be one of {list(_REGISTRY)}, got {name!r}")
+    _checks.positive_int("c", c)
+    cls, stages = _REGISTRY[name]
+    fields = {f for f in cls.__dataclass_fields__ if f not in ("parent", "name")}
+    unknown = sorted(set(config) - fields)
+    if unknown:
+        raise TypeError(f"create({name!r}): unknown config field(s) {unknown}; known: {sorted(fields)}")
+    config = dict(config)
+    if config.get("stages") is None:
+        config["stages"] = stages.get(c, stages[3])
+    _checks.positive_int("stages", config["stages"])
+    return cls(c=c, **config)
+
+
+def param_count(variables) -> int:
+    """Number of trained parameters (the ``"params"`` collection; ``Q`` is a constant, not counted)."""
+    import jax
+
+    return int(sum(x.size for x in jax.tree.leaves(variables["params"])))
+
+
+__all__ = [
+    "DISTANet",
+    "ISTANet",
+    "ISTANetPlus",
+    "LISTA",
+    "MODEL_NAMES",
+    "UnfoldingNetwork",
+    "create",
+    "load_checkpoint",
+    "param_count",
+    "read_meta",
+    "save_model",
+    "unroll",
+]

@@ -1,0 +1,81 @@
+"""A trained network on disk: ``model.json`` (architecture) next to an Orbax ``variables`` directory.
+
+``save_model(path, name, c, model_config, variables, info)`` writes ``path/model.json`` and
+``path/variables`` (``params`` and the ``constants`` collection holding ``Q``); ``load_checkpoint(path)``
+rebuilds ``(module, variables)`` from them, ready for ``module.apply(variables, images)``. The training
+loop exports its best network this way (``<workdir>/best``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import jax
+import numpy as np
+
+FORMAT = "csist_jax.models/1"
+
+
+def _checkpointer():
+    import orbax.checkpoint as ocp
+
+    return ocp.StandardCheckpointer()
+
+
+def save_model(path, name: str, c: int, model_config: dict, variables, info: dict | None = None) -> str:
+    """Write the network to ``path`` (replaced atomically if it exists); returns the absolute path."""
+    path = os.path.abspath(os.fspath(path))
+    tmp = path + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    variables = {"params": variables["params"], "constants": variables["constants"]}
+    ckpt = _checkpointer()
+    ckpt.save(os.path.join(tmp, "variables"), jax.device_get(variables))
+    ckpt.wait_until_finished()
+    meta = {"format": FORMAT, "model": name, "c": int(c), "config": dict(model_config), "info": info or {}}
+    with open(os.path.join(tmp, "model.json"), "w") as f:
+        json.dump(meta, f, indent=1, default=_jsonable)
+    old = path + ".old"
+    shutil.rmtree(old, ignore_errors=True)
+    if os.path.exists(path):
+        os.rename(path, old)
+    os.rename(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def read_meta(path) -> dict:
+    """The ``model.json`` of a saved network (model name, ``c``, config, training info)."""
+    file = os.path.join(os.fspath(path), "model.json")
+    if not os.path.isfile(file):
+        raise FileNotFoundError(f"{file} not found: path must be a directory written by save_model")
+    with open(file) as f:
+        meta = json.load(f)
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{file}: unknown format {meta.get('format')!r}, expected {FORMAT!r}")
+    return meta
+
+
+def load_checkpoint(path):
+    """``(module, variables)`` of the network saved at ``path`` (a ``save_model`` directory).
+
+    >>> module, variables = load_checkpoint("experiments/checkpoints/ista_net_plus_c3_cpu")
+    >>> maps = module.apply(variables, images)  # [n, 33, 33]
+    """
+    from csist_jax import models
+
+    meta = read_meta(path)
+    module = models.create(meta["model"], c=meta["c"], **meta["config"])
+    images = jax.ShapeDtypeStruct((1, module.size, module.size), np.float32)
+    abstract = jax.eval_shape(module.init, jax.random.PRNGKey(0), images)
+    target = {"params": abstract["params"], "constants": abstract["constants"]}
+    restored = _checkpointer().restore(os.path.join(os.path.abspath(os.fspath(path)), "variables"), target)
+    return module, restored
+
+
+def _jsonable(x):
+    if isinstance(x, (np.generic, np.ndarray)):
+        return x.tolist()
+    raise TypeError(f"{type(x).__name__} is not JSON serialisable")

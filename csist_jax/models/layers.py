@@ -1,0 +1,277 @@
+r"""Pieces shared by the deep unfolding networks: the unrolled loop, convolutions, per-sample dynamic
+convolution and the LSK dynamic threshold.
+
+Every single-frame network is the ISTA iteration of :mod:`csist_jax.solvers` with trainable parts,
+
+    x_0 = Q z,        r_k = x_k - lam_k Phi^T (Phi x_k - z),        x_{k+1} = P_k(r_k),
+
+run by :func:`unroll`: a Python loop over the stages (XLA sees the whole unrolled graph; a rolled
+``lax.scan`` makes the backward pass several times slower on CPU). With ``P_k`` the analytic proximal map
+and ``lam_k = 1 / ||Phi||^2`` nothing is trained and the loop is analytic ISTA (``tests/test_models.py``
+checks this against :func:`csist_jax.solvers.ista`).
+
+Feature maps are NHWC (``[n, hr, hr, channels]``); HR maps ``[n, hr, hr]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from csist_jax import _checks, physics
+from csist_jax.solvers import gradient_step, soft_threshold
+
+#: Xavier-normal (Glorot) with an untruncated normal, as ``torch.nn.init.xavier_normal_``: the published
+#: initialisation of the unfolding convolutions.
+xavier_normal = nn.initializers.variance_scaling(1.0, "fan_avg", "normal")
+
+#: ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``: PyTorch's default for ``nn.Linear`` / ``nn.Conv2d`` weights.
+torch_default_kernel = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def torch_default_bias(fan_in: int):
+    """``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``: PyTorch's default bias initialisation."""
+    bound = 1.0 / np.sqrt(fan_in)
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def conv3(features: int, name: str | None = None) -> nn.Conv:
+    """A 3x3 'same' convolution without bias, Xavier-normal: the unfolding networks' transform."""
+    return nn.Conv(features, (3, 3), padding="SAME", use_bias=False, kernel_init=xavier_normal, name=name)
+
+
+def torch_conv(features: int, size: int, in_features: int, *, groups: int = 1, name: str | None = None):
+    """A convolution with bias and PyTorch's default initialisation (for the LSK block)."""
+    fan_in = in_features // groups * size * size
+    return nn.Conv(
+        features,
+        (size, size),
+        padding="SAME",
+        feature_group_count=groups,
+        kernel_init=torch_default_kernel,
+        bias_init=torch_default_bias(fan_in),
+        name=name,
+    )
+
+
+def unroll(
+    stages: Sequence[Callable],
+    x0: Float[Array, "n hr hr"],
+    z: Float[Array, "n m m"],
+    operator,
+) -> tuple[Float[Array, "n hr hr"], list]:
+    """Run ``x_{k+1}, aux_k = stages[k](x_k, z, operator)`` for every stage in order.
+
+    Returns the final map and the list of per-stage auxiliary outputs (symmetry residuals, thresholds).
+    This is the one loop every network (and analytic ISTA, with untrained stages) goes through.
+    """
+    x = x0
+    aux = []
+    for stage in stages:
+        x, a = stage(x, z, operator)
+        aux.append(a)
+    return x, aux
+
+
+def analytic_ista_stage(step, lam, *, nonneg: bool = True) -> Callable:
+    """The untrained stage: ``x_next = prox_{step lam}(x - step Phi^T (Phi x - z))`` (analytic ISTA)."""
+
+    def stage(x, z, operator):
+        r = gradient_step(x, z, operator, step)
+        if nonneg:
+            return jnp.maximum(r - step * lam, 0.0), {}
+        return soft_threshold(r, step * lam), {}
+
+    return stage
+
+
+def per_sample(fn: Callable) -> Callable:
+    """``fn`` applied to each sample of its (batched) arguments in turn: a loop over the leading axis.
+
+    XLA:CPU picks matrix-product kernels (and einsum contraction orders) by operand shape, so a product
+    whose rows are the batch can round differently for a batch of 1, 2 or 64. The loop runs the same
+    per-sample program whatever the batch, so a sample's output is bit-identical alone and in any batch.
+    The networks route every product that contracts within a sample but is batched over samples (the
+    operator, ``Q z``, DISTA-Net's kernel MLP, LISTA's layers) through it; convolutions are
+    row-independent already and stay batched.
+    """
+
+    def mapped(*args):
+        return jax.lax.map(lambda a: fn(*a), args)
+
+    return mapped
+
+
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["base"], meta_fields=[])
+@dataclasses.dataclass(frozen=True)
+class PerSampleOperator:
+    """A sampling operator (``csist_jax.physics``) whose ``forward``/``adjoint`` loop over the batch.
+
+    Same interface and values as ``base`` (it calls ``base.forward``/``base.adjoint`` on one map at a
+    time), with outputs independent of the batch composition bit for bit (see :func:`per_sample`).
+    """
+
+    base: object
+
+    size = property(lambda self: self.base.size)
+    hr = property(lambda self: self.base.hr)
+    in_shape = property(lambda self: self.base.in_shape)
+    out_shape = property(lambda self: self.base.out_shape)
+    dtype = property(lambda self: self.base.dtype)
+
+    def _map(self, fn, x, shape):
+        lead = x.shape[: x.ndim - 2]
+        if not lead:
+            return fn(x)
+        out = per_sample(fn)(x.reshape((-1,) + x.shape[-2:]))
+        return out.reshape(lead + shape)
+
+    def forward(self, s: Float[Array, "... hr hr"]) -> Float[Array, "... m m"]:
+        return self._map(self.base.forward, s, self.out_shape)
+
+    def adjoint(self, z: Float[Array, "... m m"]) -> Float[Array, "... hr hr"]:
+        return self._map(self.base.adjoint, z, self.in_shape)
+
+    def gram(self, s):
+        return self.adjoint(self.forward(s))
+
+    def matrix(self):
+        return self.base.matrix()
+
+    def norm_squared(self, *args, **kwargs):
+        return self.base.norm_squared(*args, **kwargs)
+
+
+def linear_init(q: Float[Array, "hr2 m2"], z: Float[Array, "n m m"], hr: int) -> Float[Array, "n hr hr"]:
+    """``x_0 = Q z`` per image (row-major flattening, SPEC sec. 2), one image at a time."""
+    flat = per_sample(lambda v: q @ v)(z.reshape(z.shape[0], -1))
+    return flat.reshape(z.shape[0], hr, hr)
+
+
+class PerSampleDense(nn.Module):
+    """``y = x W + b`` computed sample by sample (:func:`per_sample`), PyTorch's ``nn.Linear`` init."""
+
+    features: int
+    in_features: int
+
+    @nn.compact
+    def __call__(self, x: Float[Array, "n d"]) -> Float[Array, "n f"]:
+        kernel = self.param("kernel", torch_default_kernel, (self.in_features, self.features))
+        bias = self.param("bias", torch_default_bias(self.in_features), (self.features,))
+        return per_sample(lambda v: v @ kernel + bias)(x)
+
+
+def default_q(operator, ridge: float = 1e-3) -> Float[Array, "hr2 m2"]:
+    """``Phi^T (Phi Phi^T + ridge tr(Phi Phi^T)/m I)^-1``: the linear initialisation used when no ``Q_init``
+    from training labels is given (a regularised pseudo-inverse; trained models carry their own ``Q``)."""
+    A = operator.matrix()
+    aat = A @ A.T
+    m = aat.shape[0]
+    reg = ridge * jnp.trace(aat) / m
+    return jnp.linalg.solve(aat + reg * jnp.eye(m, dtype=A.dtype), A).T
+
+
+def dynamic_conv3(r: Float[Array, "n h w"], kernels: Float[Array, "n 3 3"]) -> Float[Array, "n h w"]:
+    """Per-sample 3x3 cross-correlation with zero padding: ``out[i, j] = sum_ab k[a, b] r[i+a-1, j+b-1]``.
+
+    Each sample uses its own kernel (no mixing across the batch). Written as nine shifted
+    multiply-adds: on XLA:CPU this is far faster to differentiate than a vmapped or grouped convolution.
+    """
+    h, w = r.shape[-2:]
+    padded = jnp.pad(r, ((0, 0), (1, 1), (1, 1)))
+    out = jnp.zeros_like(r)
+    for a in range(3):
+        for b in range(3):
+            out = out + kernels[:, a, b, None, None] * padded[:, a : a + h, b : b + w]
+    return out
+
+
+class LSKThreshold(nn.Module):
+    """Large-selective-kernel attention giving DISTA-Net's dynamic threshold ``theta = x * LSK(x)``.
+
+    ``a1 = W0 x`` (1x1, C -> C/2) and ``a2 = W1 dw3(x)`` (depthwise 3x3 then 1x1, C -> C/2);
+    ``[mean_c, max_c]`` over the concatenation ``[a1, a2]`` -> 3x3 conv (2 -> 2) -> sigmoid masks
+    ``(m1, m2)``; ``theta = x * Wm(a1 m1 + a2 m2)`` (1x1, C/2 -> C). All convolutions have biases.
+    """
+
+    channels: int
+
+    @nn.compact
+    def __call__(self, x: Float[Array, "n h w c"]) -> Float[Array, "n h w c"]:
+        c, half = self.channels, self.channels // 2
+        a2 = torch_conv(c, 3, c, groups=c, name="depthwise")(x)
+        a1 = torch_conv(half, 1, c, name="squeeze0")(x)
+        a2 = torch_conv(half, 1, c, name="squeeze1")(a2)
+        both = jnp.concatenate([a1, a2], axis=-1)
+        pooled = jnp.concatenate(
+            [jnp.mean(both, axis=-1, keepdims=True), jnp.max(both, axis=-1, keepdims=True)], axis=-1
+        )
+        masks = nn.sigmoid(torch_conv(2, 3, 2, name="select")(pooled))
+        attn = a1 * masks[..., 0:1] + a2 * masks[..., 1:2]
+        return x * torch_conv(c, 1, half, name="expand")(attn)
+
+
+class UnfoldingNetwork(nn.Module):
+    """Common frame of the single-frame networks: ``Q z`` then :func:`unroll` over ``make_stages()``.
+
+    ``__call__(images, return_aux=False)``: ``images`` ``[n, size, size]`` raw 0..255 values, returns HR
+    maps ``[n, hr, hr]``; with ``return_aux=True`` returns ``(maps, aux)`` where ``aux`` is the list of
+    per-stage dicts (``"sym"``: the symmetry residual for the training loss, ...).
+
+    ``Q`` (``[hr^2, size^2]``) is a fixed matrix, not a parameter: it lives in the ``"constants"``
+    collection, initialised from ``q_init`` (e.g. :func:`csist_jax.physics.q_init` on training labels)
+    or, when that is ``None``, from :func:`default_q`.
+    """
+
+    c: int = 3
+    size: int = 11
+    sigma: float = 0.5
+    q_init: np.ndarray | None = None
+
+    @property
+    def hr(self) -> int:
+        return self.size * self.c
+
+    def operator(self) -> PerSampleOperator:
+        """The analytic ``Phi`` of this network (applied one sample at a time, :func:`per_sample`)."""
+        return PerSampleOperator(physics.sampling_operator(self.c, self.size, self.sigma))
+
+    def make_stages(self, q: Float[Array, "hr2 m2"], operator) -> list:
+        """The stage modules, in order (``q`` and ``operator`` are there for initialisers that need them)."""
+        raise NotImplementedError
+
+    def _q(self, operator):
+        def init():
+            if self.q_init is None:
+                return default_q(operator)
+            q = jnp.asarray(self.q_init, jnp.float32)
+            want = (self.hr * self.hr, self.size * self.size)
+            if q.shape != want:
+                raise ValueError(f"q_init must have shape {want}, got {tuple(q.shape)}")
+            return q
+
+        return self.variable("constants", "q_init", init).value
+
+    @nn.compact
+    def __call__(self, images: Float[Array, "n m m"], return_aux: bool = False):
+        _checks.trailing_shape("images", images, (self.size, self.size))
+        if images.ndim != 3:
+            raise ValueError(f"images must have shape [n, {self.size}, {self.size}], got {images.shape}")
+        op = self.operator()
+        z = jnp.asarray(images)
+        if not jnp.issubdtype(z.dtype, jnp.floating):  # stored 8-bit frames
+            z = z.astype(jnp.float32)
+        q = self._q(op).astype(z.dtype)
+        x, aux = unroll(self.make_stages(q, op), linear_init(q, z, self.hr), z, op)
+        return (x, aux) if return_aux else x

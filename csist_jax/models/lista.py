@@ -1,0 +1,61 @@
+r"""LISTA (Gregor and LeCun, 2010) as configured in the CSIST toolkit: untied layers, per-cell thresholds.
+
+Stage ``k`` replaces the gradient step by two learned linear maps and applies a soft threshold per HR
+cell,
+
+    x_next = soft(W_k x + B_k z, max(theta_k, 0)),      W_k in R^{hr^2 x hr^2}, B_k in R^{hr^2 x m^2},
+
+initialised at ``W_k = I - Q Phi``, ``B_k = Q`` (so the first pass is the step
+``x - Q (Phi x - z)``, the shared gradient step with ``Q`` in place of ``lam Phi^T``) and
+``theta_k = lam / (1.001 ||Phi||_2^2)`` with ``lam = 0.4``. The start is ``x_0 = Q z`` like every network.
+No symmetry term. 16 stages: 16 (1089^2 + 1089 * 121 + 1089) = 21,100,464 parameters at ``c = 3``.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from csist_jax import physics
+from csist_jax.models import layers
+from csist_jax.solvers import soft_threshold
+
+
+class LISTAStage(nn.Module):
+    """One LISTA layer; ``q`` (the network's ``Q``) only sets the initial ``W`` and ``B``."""
+
+    q: jnp.ndarray
+    theta: float
+
+    @nn.compact
+    def __call__(self, x, z, operator):
+        n, hr = x.shape[0], x.shape[-1]
+        cells = hr * hr
+        W = self.param(
+            "W",
+            lambda key: jnp.eye(cells, dtype=jnp.float32) - self.q @ operator.matrix().astype(jnp.float32),
+        )
+        B = self.param("B", lambda key: jnp.asarray(self.q, jnp.float32))
+        threshold = self.param("threshold", nn.initializers.constant(self.theta), (cells,))
+        r = layers.per_sample(lambda v, y: W @ v + B @ y)(x.reshape(n, cells), z.reshape(n, -1))
+        x_next = soft_threshold(r, jnp.maximum(threshold, 0.0))
+        return x_next.reshape(n, hr, hr), {}
+
+
+class LISTA(layers.UnfoldingNetwork):
+    """LISTA: ``stages`` untied learned layers (16 in the toolkit's CSIST-100K runs)."""
+
+    stages: int = 16
+    lam: float = 0.4
+
+    def make_stages(self, q, operator):
+        with jax.ensure_compile_time_eval():  # a constant of the architecture, also under jit
+            G = np.asarray(physics.separable_factor(self.c, self.size, self.sigma), np.float64)
+        # ||Phi||_2^2 = ||kron(G, G)||_2^2 = ||G||_2^4
+        theta = self.lam / (1.001 * np.linalg.norm(G, 2) ** 4)
+        return [LISTAStage(q, theta, name=f"stage_{k}") for k in range(self.stages)]
+
+
+__all__ = ["LISTA", "LISTAStage"]

@@ -1,0 +1,37 @@
+"""Train a single-frame unfolding network: flags -> ``csist_jax.train.train_and_evaluate``.
+
+    python -m experiments.train --config=experiments/configs/cpu_dista_net.py \\
+        --workdir=/work/runs/cpu_dista_net
+    python -m experiments.train --config=experiments/configs/dista_net_c3.py --workdir=gs://... \\
+        --config.batch_size=256
+
+Any config field can be overridden (``--config.<field>=<value>``). Rerunning with the same ``--workdir``
+resumes from its latest checkpoint. On a multi-host GPU/TPU job ``jax.distributed`` is initialised from
+the environment.
+"""
+
+from __future__ import annotations
+
+from absl import app, flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "path to an experiments/configs/*.py file")
+_WORKDIR = flags.DEFINE_string("workdir", None, "directory for checkpoints and logs (resumed if present)")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from csist_jax import train
+
+    train.maybe_initialize_distributed()
+    result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    print(
+        f"done: step {result['step']}, best val CSO-mAP {100 * result['best_val_map']:.2f} "
+        f"at step {result['best_step']}; best network in {_WORKDIR.value}/best"
+    )
+
+
+if __name__ == "__main__":
+    app.run(main)
