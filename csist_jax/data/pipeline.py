@@ -108,7 +108,12 @@ class TFDSSource:
             raise ValueError(f"data_source records lack the field(s) {missing}; got {sorted(first)}")
         sequence = all(f in first for f in _SEQUENCE_FIELDS)
         if sequence:
+            # frames count up from 0 in every trajectory: the first trajectory shows how many there are
             frames = [int(r["frame"]) for r in self._read_records(range(min(len(data_source), 64)))]
+            if frames[0] != 0:
+                raise ValueError(
+                    f"data_source starts at frame {frames[0]}, not 0: records are not in frame order"
+                )
             self.n_frames = max(frames) + 1
             if len(data_source) % self.n_frames:
                 raise ValueError(
@@ -121,7 +126,6 @@ class TFDSSource:
         self.max_targets = (
             default if max_targets is None else _checks.positive_int("max_targets", max_targets)
         )
-        self.image_shape = tuple(np.shape(first["image"]))
 
     @classmethod
     def from_directory(cls, path: os.PathLike | str, split: str, **kwargs) -> TFDSSource:
