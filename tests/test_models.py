@@ -1,0 +1,199 @@
+"""The unfolding networks: published sizes, the shared ISTA loop, batch independence, gradients."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from csist_jax import models, physics, solvers
+from csist_jax.data import csist100k
+from csist_jax.models import layers
+
+PUBLISHED_PARAMS = {"ista_net": 171_090, "ista_net_plus": 336_978, "dista_net": 2_179_104}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return csist100k.generate(3, 6)
+
+
+@pytest.fixture(scope="module")
+def images(data):
+    return np.asarray(data["image"], np.float32)
+
+
+def _abstract_init(module, size=11):
+    x = jax.ShapeDtypeStruct((2, size, size), jnp.float32)
+    return jax.eval_shape(module.init, jax.random.PRNGKey(0), x)
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMS))
+def test_parameter_counts_match_published_at_c3(name):
+    assert models.param_count(_abstract_init(models.create(name, c=3))) == PUBLISHED_PARAMS[name]
+
+
+def test_lista_parameter_count_matches_toolkit_structure():
+    # 16 untied layers of W [1089, 1089], B [1089, 121] and a per-cell threshold [1089]
+    assert models.param_count(_abstract_init(models.create("lista", c=3))) == 16 * (
+        1089**2 + 1089 * 121 + 1089
+    )
+
+
+@pytest.mark.parametrize("c", [3, 5, 7])
+@pytest.mark.parametrize("name", models.MODEL_NAMES)
+def test_any_ratio_and_stage_count_gives_hr_maps(name, c):
+    module = models.create(name, c=c, stages=2)
+    x = jax.ShapeDtypeStruct((2, 11, 11), jnp.float32)
+    variables = jax.eval_shape(module.init, jax.random.PRNGKey(0), x)
+    out, aux = jax.eval_shape(lambda v, x: module.apply(v, x, return_aux=True), variables, x)
+    assert out.shape == (2, 11 * c, 11 * c)
+    assert len(aux) == 2
+    assert variables["constants"]["q_init"].shape == ((11 * c) ** 2, 121)
+
+
+def test_published_stage_counts_per_ratio():
+    assert models.create("dista_net", c=3).stages == 6
+    assert models.create("dista_net", c=7).stages == 4
+    assert models.create("ista_net", c=5).stages == 9
+    assert models.create("lista").stages == 16
+
+
+def test_unrolled_loop_with_untrained_stages_is_analytic_ista(images):
+    """The loop the networks run, with analytic stages and x_0 = 0, reproduces solvers.ista (tol 1e-4)."""
+    op = physics.sampling_operator(3)
+    step = solvers.default_step(op)
+    lam, iterations = 20.0, 30
+    stages = [layers.analytic_ista_stage(step, lam)] * iterations
+    ours, aux = layers.unroll(stages, jnp.zeros((len(images), 33, 33)), jnp.asarray(images), op)
+    reference = solvers.ista(images, op, lam=lam, iterations=iterations)
+    assert len(aux) == iterations
+    np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", models.MODEL_NAMES)
+def test_sample_output_is_bit_identical_alone_and_in_any_batch(name, images):
+    module = models.create(name, stages=1)
+    variables = jax.jit(module.init)(jax.random.PRNGKey(1), images[:1])
+    apply = jax.jit(module.apply)
+    full = np.asarray(apply(variables, images))
+    for i in range(len(images)):
+        np.testing.assert_array_equal(np.asarray(apply(variables, images[i : i + 1]))[0], full[i])
+    shuffled = np.asarray(apply(variables, images[::-1]))[::-1]
+    np.testing.assert_array_equal(shuffled, full)
+    mixed = np.concatenate([images[:3], np.zeros_like(images[:2]) + 255.0])
+    np.testing.assert_array_equal(np.asarray(apply(variables, mixed))[:3], full[:3])
+
+
+def test_dynamic_conv3_is_a_per_sample_cross_correlation():
+    key1, key2 = jax.random.split(jax.random.PRNGKey(0))
+    r = jax.random.normal(key1, (3, 9, 9))
+    kernels = jax.random.normal(key2, (3, 3, 3))
+    ours = layers.dynamic_conv3(r, kernels)
+    for i in range(3):
+        ref = jax.lax.conv_general_dilated(
+            r[i][None, None], kernels[i][None, None], (1, 1), "SAME", precision="highest"
+        )[0, 0]
+        np.testing.assert_allclose(ours[i], ref, rtol=1e-5, atol=1e-5)
+
+
+def _loss(module, params, constants, x, labels):
+    maps, aux = module.apply({"params": params, "constants": constants}, x, return_aux=True)
+    sym = sum(jnp.mean(a["sym"] ** 2) for a in aux if "sym" in a)
+    return jnp.mean((maps - labels) ** 2) + 0.01 * sym
+
+
+@pytest.mark.parametrize("name", models.MODEL_NAMES)
+def test_gradients_reach_every_parameter(name, data):
+    x = jnp.asarray(data["image"][:4], jnp.float32)
+    labels = physics.hr_label(data["targets"][:4], 3)
+    module = models.create(name, stages=1)
+    variables = jax.jit(module.init)(jax.random.PRNGKey(2), x)
+    grad = jax.jit(jax.grad(_loss, argnums=1), static_argnums=0)
+    grads = grad(module, variables["params"], variables["constants"], x, labels)
+    flat = jax.tree_util.tree_leaves_with_path(grads)
+    assert flat
+    for path, g in flat:
+        g = np.asarray(g)
+        assert np.all(np.isfinite(g)), jax.tree_util.keystr(path)
+        assert np.any(g != 0), f"no gradient reaches {jax.tree_util.keystr(path)}"
+
+
+def test_dista_kernel_mlp_gradient_matches_finite_differences(data):
+    """Directional derivative along the kernel-MLP parameters: jvp vs central differences in float64.
+
+    Step h = sqrt(eps) * scale; agreement to a relative 1e-6 (the loss is smooth in these parameters).
+    """
+    with jax.enable_x64(True):
+        x = jnp.asarray(data["image"][:2], jnp.float64)
+        labels = jnp.asarray(physics.hr_label(data["targets"][:2], 3), jnp.float64)
+        module = models.create("dista_net", stages=2, channels=8, hidden=32)
+        variables = jax.jit(module.init)(jax.random.PRNGKey(3), x)
+        variables = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), variables)
+        params, constants = variables["params"], variables["constants"]
+        leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
+        keys = jax.random.split(jax.random.PRNGKey(4), len(leaves))
+        direction = treedef.unflatten(
+            [
+                jax.random.normal(k, p.shape, jnp.float64)
+                if "kernel_in" in jax.tree_util.keystr(path) or "kernel_out" in jax.tree_util.keystr(path)
+                else jnp.zeros_like(p)
+                for k, (path, p) in zip(keys, leaves)
+            ]
+        )
+
+        @jax.jit
+        def f(t):
+            moved = jax.tree.map(lambda p, d: p + t * d, params, direction)
+            return _loss(module, moved, constants, x, labels)
+
+        _, analytic = jax.jit(lambda t: jax.jvp(f, (t,), (1.0,)))(0.0)
+        h = float(np.sqrt(np.finfo(np.float64).eps))
+        numeric = (f(h) - f(-h)) / (2 * h)
+        assert abs(float(analytic)) > 0
+        np.testing.assert_allclose(float(numeric), float(analytic), rtol=1e-6)
+
+
+def test_q_init_is_a_constant_not_a_parameter(images):
+    q = np.full((1089, 121), 0.01, np.float32)
+    module = models.create("ista_net", stages=1, q_init=q)
+    variables = module.init(jax.random.PRNGKey(0), images)
+    np.testing.assert_array_equal(variables["constants"]["q_init"], q)
+    assert "q_init" not in str(jax.tree_util.tree_structure(variables["params"]))
+
+
+def test_lista_first_layer_starts_as_the_q_gradient_step(images):
+    """W = I - Q Phi, B = Q: before the threshold the first layer computes x - Q (Phi x - z) (tol 1e-3)."""
+    module = models.create("lista", stages=1, lam=0.0)
+    variables = module.init(jax.random.PRNGKey(0), images)
+    q = variables["constants"]["q_init"]
+    op = physics.sampling_operator(3)
+    x0 = layers.linear_init(q, jnp.asarray(images), 33)
+    expected = x0 - layers.linear_init(q, op.forward(x0) - images, 33)
+    np.testing.assert_allclose(module.apply(variables, images), expected, rtol=1e-3, atol=1e-3)
+
+
+def test_saved_network_loads_back_identically(tmp_path, images):
+    module = models.create("ista_net_plus", stages=1)
+    variables = module.init(jax.random.PRNGKey(0), images)
+    path = models.save_model(tmp_path / "net", "ista_net_plus", 3, {"stages": 1}, variables, {"note": "test"})
+    loaded, loaded_vars = models.load_checkpoint(path)
+    assert models.read_meta(path)["info"] == {"note": "test"}
+    np.testing.assert_array_equal(loaded.apply(loaded_vars, images), module.apply(variables, images))
+
+
+def test_bad_arguments_raise_clear_errors(images, tmp_path):
+    with pytest.raises(ValueError, match="name"):
+        models.create("unet")
+    with pytest.raises(TypeError, match="unknown config field"):
+        models.create("ista_net", chanels=16)
+    with pytest.raises(ValueError, match="stages"):
+        models.create("ista_net", stages=0)
+    module = models.create("ista_net", stages=1)
+    with pytest.raises(ValueError, match="images"):
+        module.init(jax.random.PRNGKey(0), images[:, :10])
+    with pytest.raises(ValueError, match="q_init"):
+        models.create("ista_net", stages=1, q_init=np.zeros((5, 5))).init(jax.random.PRNGKey(0), images)
+    with pytest.raises(FileNotFoundError, match="model.json"):
+        models.load_checkpoint(tmp_path)
