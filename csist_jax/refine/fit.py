@@ -32,6 +32,7 @@ from csist_jax.physics import psf
 
 QUANTIZATION_VARIANCE = 1.0 / 12.0
 _EPS = 1e-9
+_DOWN, _UP = 0.2, 5.0
 
 
 def profiles(coord, sigma, size: int):
@@ -134,7 +135,7 @@ def lm_fit(
         trial = state_at(jnp.clip(th + step.reshape(K, 3), lo, hi))
         better = trial[-1] < cost
         state = jax.tree.map(lambda new, old: jnp.where(better, new, old), trial, state)
-        return state, jnp.where(better, lam / 3.0, lam * 4.0)
+        return state, jnp.where(better, lam * _DOWN, lam * _UP)
 
     state, _ = jax.lax.fori_loop(0, iterations, body, (state_at(theta), jnp.asarray(damping, theta.dtype)))
     th, prof, m, res, cost = state

@@ -115,9 +115,11 @@ def position_std(H, active, variance):
     """Predicted standard deviation ``sqrt(C_xx + C_yy)`` of each source's position, ``C = v H^{-1}``."""
     free = jnp.repeat(active, 3) > 0
     diag = jnp.diagonal(H)
-    Hr = H + jnp.diag(jnp.where(free, 1e-9 * (1.0 + diag), 1.0))
+    Hr = H + jnp.diag(jnp.where(free, 1e-6 * diag + 1e-9, 1.0))
     C = variance * jnp.diagonal(jnp.linalg.inv(Hr)).reshape(-1, 3)
-    return jnp.sqrt(jnp.maximum(C[:, 0] + C[:, 1], 0.0))
+    std = jnp.sqrt(C[:, 0] + C[:, 1])
+    # a degenerate fit (singular H) is as uncertain as it gets
+    return jnp.where(jnp.isfinite(std) & (C[:, 0] + C[:, 1] >= 0), std, jnp.inf)
 
 
 def _localize_one(
@@ -137,7 +139,7 @@ def _localize_one(
 ):
     size = z.shape[-1]
     dtype = z.dtype
-    lm = functools.partial(fit.lm_fit, z=z, sigma=sigma, saturation=saturation, damping=0.1)
+    lm = functools.partial(fit.lm_fit, z=z, sigma=sigma, saturation=saturation, damping=1e-2)
     variance = pixel_variance(z, noise_std)
     peak_fraction = psf.pixel_integrated_gaussian(jnp.zeros((), dtype), sigma) ** 2
     theta = jnp.zeros((max_sources, 3), dtype)
@@ -146,26 +148,35 @@ def _localize_one(
     fits, costs = [jnp.zeros_like(theta)], [blank]
     for k in range(max_sources):
         theta, active = _insert(theta, active, k, z, sigma, peak_fraction)
-        theta, cost, _ = lm(theta, active, iterations=iterations)
+        # order k + 1 only needs the first k + 1 slots: a smaller system per step
+        part, cost, _ = lm(theta[: k + 1], active[: k + 1], iterations=iterations)
         if hr_map is not None:
-            seeded, seeded_cost, _ = lm(
-                _map_peaks(hr_map, k + 1, c, size, max_sources), active, iterations=iterations
-            )
+            seeded = _map_peaks(hr_map, k + 1, c, size, max_sources)[: k + 1]
+            seeded, seeded_cost, _ = lm(seeded, active[: k + 1], iterations=iterations)
             better = seeded_cost < cost
-            theta, cost = jnp.where(better, seeded, theta), jnp.where(better, seeded_cost, cost)
+            part, cost = jnp.where(better, seeded, part), jnp.where(better, seeded_cost, cost)
         if k >= 2:
             for direction in _DIRECTIONS[:repair_directions]:
-                moved = _relocate(theta, active, jnp.asarray(direction, dtype))
-                moved, moved_cost, _ = lm(moved, active, iterations=repair_iterations)
+                moved = _relocate(part, active[: k + 1], jnp.asarray(direction, dtype))
+                moved, moved_cost, _ = lm(moved, active[: k + 1], iterations=repair_iterations)
                 better = moved_cost < cost
-                theta, cost = jnp.where(better, moved, theta), jnp.where(better, moved_cost, cost)
+                part, cost = jnp.where(better, moved, part), jnp.where(better, moved_cost, cost)
+        theta = theta.at[: k + 1].set(part)
         fits.append(theta)
         costs.append(cost)
-    criterion = jnp.stack(costs) / variance + penalty * jnp.arange(max_sources + 1)
-    order = jnp.argmin(criterion)
-    theta = jnp.stack(fits)[order]
-    active = (jnp.arange(max_sources) < order).astype(dtype)
-    theta, _, H = lm(theta, active, iterations=polish_iterations)
+    # the two best orders are fitted further before the final choice: a not-yet-converged fit of the
+    # true order would otherwise lose to one with a spurious extra source
+    orders = jnp.arange(max_sources + 1)
+    criterion = jnp.stack(costs) / variance + penalty * orders
+    first = jnp.argmin(criterion)
+    second = jnp.argmin(jnp.where(orders == first, jnp.inf, criterion))
+    finals = []
+    for order in (first, second):
+        active = (jnp.arange(max_sources) < order).astype(dtype)
+        theta, cost, H = lm(jnp.stack(fits)[order], active, iterations=polish_iterations)
+        finals.append((theta, active, H, cost / variance + penalty * order, order))
+    pick = finals[1][3] < finals[0][3]
+    theta, active, H, _, order = jax.tree.map(lambda b, a: jnp.where(pick, b, a), finals[1], finals[0])
     std = position_std(H, active, variance)
     score = jnp.where(active > 0, 1.0 / (1.0 + std / SCORE_SCALE), 0.0)
     points = jnp.concatenate([theta[:, :2] * active[:, None], score[:, None]], axis=1)
@@ -225,9 +236,9 @@ def localize(
     max_sources: int = 5,
     noise_std: float = 0.0,
     penalty: float = 10.0,
-    iterations: int = 15,
-    repair_iterations: int = 12,
-    polish_iterations: int = 20,
+    iterations: int = 10,
+    repair_iterations: int = 10,
+    polish_iterations: int = 15,
     repair_directions: int = 2,
     saturation: float = sensor.SATURATION,
     batch_size: int = 4096,
