@@ -28,7 +28,6 @@ from __future__ import annotations
 import os
 import time
 
-import chex
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -114,8 +113,15 @@ def make_train_step(module, optimizer, config, mesh):
     batch = NamedSharding(mesh, P("data"))
     c, size = module.c, module.size
 
-    @chex.assert_max_traces(n=1)
+    traces = []
+
     def step(state, images, targets):
+        # shapes are static, so a second trace means a silent recompile every time the inputs change
+        traces.append(1)
+        if len(traces) > 1:
+            raise RuntimeError(
+                "the train step was traced again: batch shapes or dtypes changed between steps"
+            )
         labels = physics.hr_label(targets, c, size)
 
         def objective(params):
@@ -323,53 +329,58 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         manager.save(step, args=ocp.args.StandardSave(state))
         last_good = step
 
-    for step in range(start + 1, total_steps + 1):
-        idx, _ = pipeline.batch_indices(step - 1)
-        batch = pipeline.read_samples(idx)
-        images = _global_batch(batch["image"].astype(np.float32), batch_sharding)
-        targets = _global_batch(batch["targets"], batch_sharding)
-        state, measured = train_step(state, images, targets)
-        pending.append(measured)
-        steps_since += 1
-        bar.update(1)
-        epoch_end = step % steps_per_epoch == 0 or step == total_steps
-        if step % config.log_every_steps == 0:
-            flush(step)
-        if epoch_end and ((step // steps_per_epoch) % config.eval_every_epochs == 0 or step == total_steps):
-            flush(step)
-            variables = {"params": state["params"], "constants": state["constants"]}
-            val_scores = evaluate(module, variables, val, config, mesh, apply)
-            val_scores["epoch"] = step / steps_per_epoch
-            log.write(step, "val", val_scores)
-            if val_scores["mAP"] > float(state["best_map"]):
-                state = dict(
-                    state,
-                    best_map=jax.device_put(jnp.float32(val_scores["mAP"]), replicated),
-                    best_step=jax.device_put(jnp.int32(step), replicated),
-                )
-                if main_process:
-                    models.save_model(
-                        os.path.join(workdir, "best"),
-                        config.model,
-                        config.c,
-                        model_config,
-                        variables,
-                        {"step": step, "val": val_scores, "config": config.to_dict()},
+    try:
+        for step in range(start + 1, total_steps + 1):
+            idx, _ = pipeline.batch_indices(step - 1)
+            batch = pipeline.read_samples(idx)
+            images = _global_batch(batch["image"].astype(np.float32), batch_sharding)
+            targets = _global_batch(batch["targets"], batch_sharding)
+            state, measured = train_step(state, images, targets)
+            pending.append(measured)
+            steps_since += 1
+            bar.update(1)
+            epoch_end = step % steps_per_epoch == 0 or step == total_steps
+            if step % config.log_every_steps == 0:
+                flush(step)
+            if epoch_end and (
+                (step // steps_per_epoch) % config.eval_every_epochs == 0 or step == total_steps
+            ):
+                flush(step)
+                variables = {"params": state["params"], "constants": state["constants"]}
+                val_scores = evaluate(module, variables, val, config, mesh, apply)
+                val_scores["epoch"] = step / steps_per_epoch
+                log.write(step, "val", val_scores)
+                if val_scores["mAP"] > float(state["best_map"]):
+                    state = dict(
+                        state,
+                        best_map=jax.device_put(jnp.float32(val_scores["mAP"]), replicated),
+                        best_step=jax.device_put(jnp.int32(step), replicated),
                     )
-            log.plot()
-            bar.write(
-                f"step {step} epoch {step / steps_per_epoch:.2f}: val mAP {100 * val_scores['mAP']:.2f} "
-                f"(best {100 * float(state['best_map']):.2f})"
-            )
-            save(step)
-        elif config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
-            save(step)
-    flush(total_steps)
-    if manager.latest_step() != total_steps and total_steps > start:
-        save(total_steps)
-    manager.wait_until_finished()
+                    if main_process:
+                        models.save_model(
+                            os.path.join(workdir, "best"),
+                            config.model,
+                            config.c,
+                            model_config,
+                            variables,
+                            {"step": step, "val": val_scores, "config": config.to_dict()},
+                        )
+                log.plot()
+                bar.write(
+                    f"step {step} epoch {step / steps_per_epoch:.2f}: val mAP {100 * val_scores['mAP']:.2f} "
+                    f"(best {100 * float(state['best_map']):.2f})"
+                )
+                save(step)
+            elif config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
+                save(step)
+        flush(total_steps)
+        if manager.latest_step() != total_steps and total_steps > start:
+            save(total_steps)
+    finally:
+        # an interrupted run still completes the checkpoint writes it started
+        manager.wait_until_finished()
+        bar.close()
     manager.close()
-    bar.close()
     return {
         "step": int(state["step"]),
         "params": state["params"],
