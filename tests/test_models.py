@@ -120,6 +120,7 @@ def test_gradients_reach_every_parameter(name, data):
         assert np.any(g != 0), f"no gradient reaches {jax.tree_util.keystr(path)}"
 
 
+@pytest.mark.slow
 def test_dista_kernel_mlp_gradient_matches_finite_differences(data):
     """Directional derivative along the kernel-MLP parameters: jvp vs central differences in float64.
 

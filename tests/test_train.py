@@ -150,6 +150,7 @@ MULTI_DEVICE_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_four_cpu_devices_give_the_same_update_as_one():
     """One update on a 4-device mesh vs 1 device (loss within 1e-5 relative, parameters to 1e-5)."""
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
