@@ -1,5 +1,12 @@
-"""Beyond the grid: continuous sub-pixel localisation of point targets through the sensor model."""
+"""Beyond the grid: continuous sub-pixel localisation of point targets through the sensor model.
 
-from csist_jax.refine.localize import localize
+``localize`` / ``fit_sources`` fit point sources to images (optionally seeded by HR maps),
+``calibrate_psf`` recovers the PSF width (and a background) from images, and ``position_crb`` gives the
+Cramer-Rao bound on the localisation error.
+"""
 
-__all__ = ["localize"]
+from csist_jax.refine.calibrate import calibrate_psf
+from csist_jax.refine.crb import fisher_information, position_crb, rmse_bound
+from csist_jax.refine.localize import fit_sources, localize
+
+__all__ = ["calibrate_psf", "fisher_information", "fit_sources", "localize", "position_crb", "rmse_bound"]

@@ -57,7 +57,7 @@ def _model(theta, active, sigma, size):
     )
 
 
-def _insert(theta, active, k: int, z, sigma, peak_fraction):
+def _insert(theta, active, k, z, sigma, peak_fraction):
     """Activate slot ``k`` at the peak of the positive residual; it borrows flux from its nearest source."""
     size = z.shape[-1]
     r = z - _model(theta, active, sigma, size)
@@ -69,13 +69,11 @@ def _insert(theta, active, k: int, z, sigma, peak_fraction):
     total = jnp.sum(win) + 1e-9
     x = r0 + jnp.sum(win.sum(1) * jnp.arange(3.0)) / total
     y = q0 + jnp.sum(win.sum(0) * jnp.arange(3.0)) / total
-    b = jnp.maximum(r[i, j] / peak_fraction, 20.0)
-    if k:
-        dist = jnp.hypot(theta[:, 0] - x, theta[:, 1] - y) + jnp.where(active > 0, 0.0, jnp.inf)
-        near = jnp.argmin(dist)
-        share = theta[near, 2] / 3.0
-        theta = theta.at[near, 2].add(-share)
-        b = b + share
+    dist = jnp.hypot(theta[:, 0] - x, theta[:, 1] - y) + jnp.where(active > 0, 0.0, jnp.inf)
+    near = jnp.argmin(dist)
+    share = jnp.where(jnp.any(active > 0), theta[near, 2] / 3.0, 0.0)
+    theta = theta.at[near, 2].add(-share)
+    b = jnp.maximum(r[i, j] / peak_fraction, 20.0) + share
     return theta.at[k].set(jnp.stack([x, y, b]).astype(theta.dtype)), active.at[k].set(1.0)
 
 
@@ -90,7 +88,7 @@ def _relocate(theta, active, direction, delta: float = 0.25):
     return theta.at[bright].set(jnp.stack([x - dx, y - dy, flux / 2]))
 
 
-def _map_peaks(hr_map, k: int, c: int, size: int, max_sources: int):
+def _map_peaks(hr_map, k, c: int, size: int, max_sources: int):
     """The ``k`` strongest local maxima of an HR map: ``[max_sources, 3]`` rows (x, y, brightness)."""
     hr_map = jnp.maximum(hr_map, 0.0)
     pooled = jax.lax.reduce_window(hr_map, -jnp.inf, jax.lax.max, (3, 3), (1, 1), "SAME")
@@ -98,10 +96,8 @@ def _map_peaks(hr_map, k: int, c: int, size: int, max_sources: int):
     value, idx = jax.lax.top_k(peaks, max_sources)
     centres = grid.hr_cell_centres(c, size).astype(hr_map.dtype)
     hr = size * c
-    # a target between cells spreads over about c x c cells of a sparse map
     rows = jnp.stack([centres[idx // hr], centres[idx % hr], jnp.maximum(value, 20.0)], -1)
-    keep = (jnp.arange(max_sources) < k)[:, None]
-    return jnp.where(keep, rows, 0.0)
+    return jnp.where((jnp.arange(max_sources) < k)[:, None], rows, 0.0)
 
 
 def pixel_variance(z, noise_std):
@@ -142,45 +138,68 @@ def _localize_one(
     lm = functools.partial(fit.lm_fit, z=z, sigma=sigma, saturation=saturation, damping=1e-2)
     variance = pixel_variance(z, noise_std)
     peak_fraction = psf.pixel_integrated_gaussian(jnp.zeros((), dtype), sigma) ** 2
-    theta = jnp.zeros((max_sources, 3), dtype)
-    active = jnp.zeros((max_sources,), dtype)
     blank = jnp.sum(fit.censored_residual(jnp.zeros_like(z), z, saturation) ** 2)
-    fits, costs = [jnp.zeros_like(theta)], [blank]
-    for k in range(max_sources):
-        theta, active = _insert(theta, active, k, z, sigma, peak_fraction)
-        # order k + 1 only needs the first k + 1 slots: a smaller system per step
-        part, cost, _ = lm(theta[: k + 1], active[: k + 1], iterations=iterations)
+    directions = jnp.asarray(_DIRECTIONS[:repair_directions], dtype)
+
+    def keep_better(current, candidate):
+        better = candidate[1] < current[1]
+        return jax.tree.map(lambda b, a: jnp.where(better, b, a), candidate, current)
+
+    def grow(carry, k, slots=max_sources, repair=True):
+        # order k + 1 is fitted on the first ``slots`` slots (a smaller system for the low orders)
+        theta, active = _insert(*carry, k, z, sigma, peak_fraction)
+        part, on = theta[:slots], active[:slots]
+        best = lm(part, on, iterations=iterations)[:2]
         if hr_map is not None:
-            seeded = _map_peaks(hr_map, k + 1, c, size, max_sources)[: k + 1]
-            seeded, seeded_cost, _ = lm(seeded, active[: k + 1], iterations=iterations)
-            better = seeded_cost < cost
-            part, cost = jnp.where(better, seeded, part), jnp.where(better, seeded_cost, cost)
-        if k >= 2:
-            for direction in _DIRECTIONS[:repair_directions]:
-                moved = _relocate(part, active[: k + 1], jnp.asarray(direction, dtype))
-                moved, moved_cost, _ = lm(moved, active[: k + 1], iterations=repair_iterations)
-                better = moved_cost < cost
-                part, cost = jnp.where(better, moved, part), jnp.where(better, moved_cost, cost)
-        theta = theta.at[: k + 1].set(part)
-        fits.append(theta)
-        costs.append(cost)
+            seeded = _map_peaks(hr_map, k + 1, c, size, max_sources)[:slots]
+            best = keep_better(best, lm(seeded, on, iterations=iterations)[:2])
+        if repair and repair_directions:
+            # escape moves side by side (one vmapped fit)
+            moved = jax.vmap(lambda d: _relocate(best[0], on, d))(directions)
+            moved, moved_cost, _ = jax.vmap(lambda t: lm(t, on, iterations=repair_iterations))(moved)
+            pick = jnp.argmin(moved_cost)
+            best = keep_better(best, (moved[pick], moved_cost[pick]))
+        theta = theta.at[:slots].set(best[0])
+        return (theta, active), (theta, best[1])
+
+    # orders 1 and 2 have no local minimum to escape and small systems: unrolled; orders 3 and up
+    # share one compiled step of a scan
+    carry = (jnp.zeros((max_sources, 3), dtype), jnp.zeros((max_sources,), dtype))
+    low = []
+    for k in range(min(2, max_sources)):
+        carry, out = grow(carry, k, slots=k + 1, repair=False)
+        low.append(out)
+    fits = jnp.stack([f for f, _ in low])
+    costs = jnp.stack([c for _, c in low])
+    if max_sources > 2:
+        _, (high_fits, high_costs) = jax.lax.scan(grow, carry, jnp.arange(2, max_sources))
+        fits = jnp.concatenate([fits, high_fits])
+        costs = jnp.concatenate([costs, high_costs])
+    fits = jnp.concatenate([jnp.zeros((1, max_sources, 3), dtype), fits])
+    costs = jnp.concatenate([blank[None], costs])
     # the two best orders are fitted further before the final choice: a not-yet-converged fit of the
     # true order would otherwise lose to one with a spurious extra source
     orders = jnp.arange(max_sources + 1)
-    criterion = jnp.stack(costs) / variance + penalty * orders
+    criterion = costs / variance + penalty * orders
     first = jnp.argmin(criterion)
     second = jnp.argmin(jnp.where(orders == first, jnp.inf, criterion))
-    finals = []
-    for order in (first, second):
-        active = (jnp.arange(max_sources) < order).astype(dtype)
-        theta, cost, H = lm(jnp.stack(fits)[order], active, iterations=polish_iterations)
-        finals.append((theta, active, H, cost / variance + penalty * order, order))
-    pick = finals[1][3] < finals[0][3]
-    theta, active, H, _, order = jax.tree.map(lambda b, a: jnp.where(pick, b, a), finals[1], finals[0])
+    pair = jnp.stack([first, second])
+    actives = (jnp.arange(max_sources)[None, :] < pair[:, None]).astype(dtype)
+    thetas, final_costs, Hs = jax.vmap(lambda t, a: lm(t, a, iterations=polish_iterations))(
+        fits[pair], actives
+    )
+    final = final_costs / variance + penalty * pair
+    pick = jnp.argmin(final)
+    theta, active, H, order = thetas[pick], actives[pick], Hs[pick], pair[pick]
     std = position_std(H, active, variance)
     score = jnp.where(active > 0, 1.0 / (1.0 + std / SCORE_SCALE), 0.0)
-    points = jnp.concatenate([theta[:, :2] * active[:, None], score[:, None]], axis=1)
-    return points, order.astype(jnp.int32)
+    return {
+        "points": jnp.concatenate([theta[:, :2] * active[:, None], score[:, None]], axis=1),
+        "count": order.astype(jnp.int32),
+        "brightness": theta[:, 2] * active,
+        "position_std": jnp.where(active > 0, std, 0.0),
+        "cost": final_costs[pick] / variance,
+    }
 
 
 @functools.partial(
@@ -227,7 +246,7 @@ def _localize(
     return jax.vmap(lambda z, s: one(z, s, noise_std))(images, hr_maps)
 
 
-def localize(
+def fit_sources(
     images: Float[Array, "n size size"],
     *,
     sigma: float = psf.DEFAULT_SIGMA,
@@ -242,8 +261,8 @@ def localize(
     repair_directions: int = 2,
     saturation: float = sensor.SATURATION,
     batch_size: int = 4096,
-) -> tuple[Float[Array, "n m 3"], Int[Array, " n"]]:
-    """Continuous detections ``(x, y, score)`` of the point targets in each image.
+) -> dict[str, Array]:
+    """Fit point sources to each image: the full result behind ``localize``.
 
     Args:
       images: ``[n, size, size]`` stored images (uint8 or float on the 0..255 scale). Rounded images
@@ -262,13 +281,13 @@ def localize(
       batch_size: images per jitted call (bounds memory; results do not depend on it).
 
     Returns:
-      ``points`` ``[n, max_sources, 3]``: rows ``(x, y, score)``, ``x`` the row coordinate, valid rows
-      first and zero rows after them; ``point_count`` ``[n]`` int32. Feed both to
-      ``csist_jax.metrics.cso_map_from_points``.
+      ``{"points": [n, M, 3] (x, y, score), "count": [n] int32, "brightness": [n, M] (fitted fluxes),
+      "position_std": [n, M] (predicted position error, px), "cost": [n] (final weighted residual,
+      in units of the per-pixel variance)}``; rows beyond ``count`` are zero.
 
     >>> from csist_jax.data import csist100k
     >>> data = csist100k.generate(seed=0, n=8)
-    >>> points, count = localize(data["image"])
+    >>> result = fit_sources(data["image"])
     """
     _checks.positive_scalar("sigma", sigma)
     _checks.positive_int("c", c)
@@ -312,19 +331,56 @@ def localize(
     )
     n = images.shape[0]
     if n == 0:
-        return jnp.zeros((0, max_sources, 3), jnp.float32), jnp.zeros((0,), jnp.int32)
+        return {
+            "points": jnp.zeros((0, max_sources, 3), jnp.float32),
+            "count": jnp.zeros((0,), jnp.int32),
+            "brightness": jnp.zeros((0, max_sources), jnp.float32),
+            "position_std": jnp.zeros((0, max_sources), jnp.float32),
+            "cost": jnp.zeros((0,), jnp.float32),
+        }
     # equal chunks (a multiple of 8) so that at most one shape is compiled per call
     chunks = -(-n // batch_size)
     chunk = -(-n // chunks // 8) * 8
-    points, counts = [], []
+    parts = []
     for lo in range(0, n, chunk):
         z = _pad(jnp.asarray(images[lo : lo + chunk], jnp.float32), chunk)
         s = None if hr_maps is None else _pad(jnp.asarray(hr_maps[lo : lo + chunk], jnp.float32), chunk)
-        p, k = _localize(z, s, jnp.float32(sigma), jnp.float32(noise_std), jnp.float32(penalty), **static)
+        out = _localize(z, s, jnp.float32(sigma), jnp.float32(noise_std), jnp.float32(penalty), **static)
         keep = min(chunk, n - lo)
-        points.append(p[:keep])
-        counts.append(k[:keep])
-    return jnp.concatenate(points), jnp.concatenate(counts)
+        parts.append(jax.tree.map(lambda x, keep=keep: x[:keep], out))
+    return jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)
+
+
+def localize(
+    images: Float[Array, "n size size"],
+    *,
+    sigma: float = psf.DEFAULT_SIGMA,
+    hr_maps: Float[Array, "n hr hr"] | None = None,
+    c: int = 3,
+    **options,
+) -> tuple[Float[Array, "n m 3"], Int[Array, " n"]]:
+    """Continuous detections ``(x, y, score)`` of the point targets in each image.
+
+    ``localize(images)`` is ``fit_sources(images)``'s ``points`` and ``count``; every option of
+    ``fit_sources`` (``max_sources``, ``noise_std``, ``penalty``, iteration counts, ...) is accepted.
+
+    Args:
+      images: ``[n, size, size]`` stored images (uint8 or float on the 0..255 scale).
+      sigma: PSF width in pixels.
+      hr_maps: optional ``[n, size*c, size*c]`` HR maps (any network's or the analytic solver's) whose
+        local maxima seed the fit besides the greedy start.
+      c: the HR maps' up-sampling ratio.
+
+    Returns:
+      ``points`` ``[n, M, 3]`` (rows ``(x, y, score)``, valid rows first, zeros after) and
+      ``point_count`` ``[n]`` int32, ready for ``csist_jax.metrics.cso_map_from_points``.
+
+    >>> from csist_jax.data import csist100k
+    >>> data = csist100k.generate(seed=0, n=8)
+    >>> points, point_count = localize(data["image"])
+    """
+    result = fit_sources(images, sigma=sigma, hr_maps=hr_maps, c=c, **options)
+    return result["points"], result["count"]
 
 
 def _pad(x, rows: int):
