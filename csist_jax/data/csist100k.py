@@ -8,7 +8,10 @@ early public generator's) value:
 * each target uniform in ``[X + box[0], X + box[1]) x [Y + box[0], Y + box[1])`` (``[-0.4, 0.6)``);
 * rejection sampling keeps every pair at least ``min_separation * rayleigh`` px apart
   (``0.52 * 1.9 sigma = 0.494 px``); a target that finds no valid spot in ``max_tries`` draws is dropped
-  (``max_tries`` = 100 is *unknown* in the release; the count records what was placed);
+  and the count records what was placed. The public generator draws from the whole box up to 100,000
+  times; here the ``max_tries`` (256) draws come only from the cells of a 32 x 32 lattice over the box
+  that can still hold a valid spot, so the first valid draw has the same distribution (uniform over the
+  valid region) and almost every placeable target is placed;
 * brightness uniform in ``brightness_range`` (``[220, 250]``);
 * the image is rendered with the pixel-integrated Gaussian PSF (``sigma`` = 0.5) and stored as the
   sensor would (8-bit, rounded, saturated at 255), with optional Gaussian read noise.
@@ -31,6 +34,7 @@ from csist_jax.physics import psf, sensor
 
 MAX_TARGETS = 5
 _CHUNK = 8192
+_LATTICE = 32  # cells per axis of the proposal lattice over the placement box
 
 
 def _one_image(
@@ -53,19 +57,35 @@ def _one_image(
     n = jnp.clip(jnp.round(count_mean + count_std * jax.random.normal(k_count)), *count_range).astype(
         jnp.int32
     )
-    tries = jax.random.uniform(k_pos, (max_targets, max_tries, 2), minval=box[0], maxval=box[1]) + centre
-    # the first target always fits (n >= 1); starting from it keeps XLA from constant-folding a
+    slot_keys = jax.random.split(k_pos, max_targets)
+    # the first target always fits (n >= 1); placing it directly keeps XLA from constant-folding a
     # search over an all-empty placement
-    placed = jnp.zeros((max_targets, 2), jnp.float32).at[0].set(tries[0, 0])
+    first = jax.random.uniform(slot_keys[0], (2,), minval=box[0], maxval=box[1]) + centre
+    placed = jnp.zeros((max_targets, 2), jnp.float32).at[0].set(first)
     taken = jnp.zeros((max_targets,), bool).at[0].set(True)
+    cell = (box[1] - box[0]) / _LATTICE
+    ticks = box[0] + jnp.arange(_LATTICE) * cell
+    corners = jnp.stack(jnp.meshgrid(ticks, ticks, indexing="ij"), axis=-1).reshape(-1, 2) + centre
+    reach = min_distance - cell * np.sqrt(0.5)  # a cell whose centre is closer than this holds no valid spot
     for k in range(1, max_targets):
-        cand = tries[k]  # [max_tries, 2]
+        # Rejection sampling, proposing only from the lattice cells that may hold a valid spot (every
+        # valid spot lies in one). The proposal is uniform over those cells, so the first valid draw is
+        # uniform over the valid region, as when drawing from the whole box until one is valid, with far
+        # fewer rejections. The target is dropped when no cell qualifies or all `max_tries` draws fail.
+        near = jnp.linalg.norm(corners[:, None, :] + 0.5 * cell - placed[None, :, :], axis=-1)
+        candidate = jnp.all((near >= reach) | ~taken[None, :], axis=1)
+        cdf = jnp.cumsum(candidate)
+        k_cell, k_jitter = jax.random.split(slot_keys[k])
+        pick = jax.random.uniform(k_cell, (max_tries,)) * cdf[-1]
+        index = jnp.minimum(jnp.searchsorted(cdf, pick, side="right", method="scan"), cdf.shape[0] - 1)
+        cand = corners[index] + cell * jax.random.uniform(k_jitter, (max_tries, 2))
         dist = jnp.linalg.norm(cand[:, None, :] - placed[None, :, :], axis=-1)
         ok = jnp.all((dist >= min_distance) | ~taken[None, :], axis=1)
-        first = jnp.argmax(ok)
-        accept = ok[first] & (k < n)
+        hit = jnp.argmax(ok)
+        accept = ok[hit] & (k < n) & (cdf[-1] > 0)
+        spot = cand[hit]
         slot = jnp.sum(taken)  # keep placed targets contiguous at the front
-        placed = jnp.where(accept, placed.at[slot].set(cand[first]), placed)
+        placed = jnp.where(accept, placed.at[slot].set(spot), placed)
         taken = jnp.where(accept, taken.at[slot].set(True), taken)
     bright = jax.random.uniform(
         k_bright, (max_targets,), minval=brightness_range[0], maxval=brightness_range[1]
@@ -101,7 +121,7 @@ def generate(
     min_separation: float = 0.52,
     rayleigh: float = 1.9,
     brightness_range: tuple[float, float] = (220.0, 250.0),
-    max_tries: int = 100,
+    max_tries: int = 256,
     noise_std: float = 0.0,
     return_clean: bool = False,
     progress: bool | None = None,
