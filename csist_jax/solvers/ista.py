@@ -43,13 +43,16 @@ def default_step(operator) -> Array:
     return 1.0 / operator.norm_squared()
 
 
-def _prepare(images, operator, lam, iterations):
+def _prepare(images, operator, lam, iterations, step):
+    """Validate the arguments; return ``(images, operator, lam, step)`` for the jitted kernels."""
     _checks.trailing_shape("images", images, operator.out_shape, min_ndim=3)
     _checks.finite("images", images)
     _checks.positive_int("iterations", iterations)
     if _checks.is_concrete(lam) and float(lam) < 0:
         raise ValueError(f"lam must be >= 0, got {lam!r}")
-    return jnp.asarray(images, operator.dtype)
+    images = jnp.asarray(images, operator.dtype)
+    step = default_step(operator) if step is None else step
+    return images, operator, jnp.asarray(lam, images.dtype), step
 
 
 @functools.partial(jax.jit, static_argnames=("iterations", "nonneg"))
@@ -103,9 +106,7 @@ def ista(
     >>> op = physics.sampling_operator(3)
     >>> maps = ista(jnp.zeros((2, 11, 11)), op, lam=10.0, iterations=20)  # [2, 33, 33]
     """
-    images = _prepare(images, operator, lam, iterations)
-    step = default_step(operator) if step is None else step
-    return _ista(images, operator, jnp.asarray(lam, images.dtype), step, iterations, bool(nonneg))
+    return _ista(*_prepare(images, operator, lam, iterations, step), iterations, bool(nonneg))
 
 
 def fista(
@@ -118,9 +119,7 @@ def fista(
     nonneg: bool = True,
 ) -> Float[Array, "n hr hr"]:
     """``iterations`` FISTA steps (ISTA with Nesterov momentum); same arguments as :func:`ista`."""
-    images = _prepare(images, operator, lam, iterations)
-    step = default_step(operator) if step is None else step
-    return _fista(images, operator, jnp.asarray(lam, images.dtype), step, iterations, bool(nonneg))
+    return _fista(*_prepare(images, operator, lam, iterations, step), iterations, bool(nonneg))
 
 
 def objective(
