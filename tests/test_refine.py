@@ -131,7 +131,7 @@ def test_pixel_variance_detects_rounded_images():
 
 def test_calibrate_recovers_sigma_within_one_percent():
     data = csist100k.generate(5, N, sigma=0.55, return_clean=True)
-    result = calibrate_psf(data["clean"], sigma0=0.5, rounds=2)
+    result = calibrate_psf(data["clean"], sigma0=0.5)
     assert abs(result["sigma"] - 0.55) < 0.01 * 0.55, result
     assert np.isfinite(result["sigma_std"]) and result["sigma_std"] < 0.01
 
@@ -142,8 +142,11 @@ def test_fit_gradient_matches_implicit_function_theorem():
         truth = jnp.array([[5.0, 5.1, 230.0], [5.6, 5.0, 240.0]])
         z = render(truth, sigma=0.5)
 
+        start = truth + jnp.array([[0.05, -0.05, 5.0], [-0.05, 0.05, -5.0]])
+
         def fitted(sigma):
-            return fit.lm_fit(truth, jnp.ones(2), z, sigma=sigma, saturation=1e9, iterations=30)[0]
+            # the fit starts off the optimum, so its derivative flows through the accepted steps
+            return fit.lm_fit(start, jnp.ones(2), z, sigma=sigma, saturation=1e9, iterations=40)[0]
 
         autodiff = jax.jacfwd(fitted)(0.5)
         Jt = jax.jacfwd(lambda t: render(t, sigma=0.5).reshape(-1))(truth).reshape(121, 6)

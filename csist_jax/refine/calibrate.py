@@ -89,7 +89,7 @@ def _gauss_newton(theta, active, g, images, saturation, free_g, damping, iterati
     theta, g, _, cost = jax.lax.fori_loop(
         0, iterations, body, (theta, g, jnp.asarray(damping, g.dtype), total_cost(theta, g))
     )
-    S, _, _, _, _ = schur(theta, g, jnp.asarray(1e-9, g.dtype))
+    S, _, _, _, _ = schur(theta, g, jnp.asarray(1e-6, g.dtype))
     return theta, g, cost, S
 
 
@@ -99,7 +99,7 @@ def calibrate_psf(
     sigma0: float = psf.DEFAULT_SIGMA,
     fit_background: bool = False,
     background0: float = 0.0,
-    rounds: int = 2,
+    rounds: int = 4,
     iterations: int = 20,
     max_sources: int = 5,
     saturation: float = sensor.SATURATION,
