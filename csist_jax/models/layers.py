@@ -51,16 +51,14 @@ def conv3(features: int, name: str | None = None) -> nn.Conv:
     return nn.Conv(features, (3, 3), padding="SAME", use_bias=False, kernel_init=xavier_normal, name=name)
 
 
-def torch_conv(features: int, size: int, in_features: int, *, groups: int = 1, name: str | None = None):
-    """A convolution with bias and PyTorch's default initialisation (for the LSK block)."""
-    fan_in = in_features // groups * size * size
+def torch_conv(features: int, size: int, in_features: int, name: str | None = None) -> nn.Conv:
+    """A 'same' convolution with bias and PyTorch's default initialisation (for the LSK block)."""
     return nn.Conv(
         features,
         (size, size),
         padding="SAME",
-        feature_group_count=groups,
         kernel_init=torch_default_kernel,
-        bias_init=torch_default_bias(fan_in),
+        bias_init=torch_default_bias(in_features * size * size),
         name=name,
     )
 
@@ -197,6 +195,46 @@ def dynamic_conv3(r: Float[Array, "n h w"], kernels: Float[Array, "n 3 3"]) -> F
     return out
 
 
+class Pointwise(nn.Module):
+    """A 1x1 convolution with bias (PyTorch's default initialisation), computed as one matrix product.
+
+    Parameters have the shapes of ``nn.Conv`` (``kernel [1, 1, in, out]``); the flat product is about
+    2.5x faster to differentiate than XLA:CPU's 1x1 convolution.
+    """
+
+    features: int
+    in_features: int
+
+    @nn.compact
+    def __call__(self, x: Float[Array, "n h w c"]) -> Float[Array, "n h w f"]:
+        kernel = self.param("kernel", torch_default_kernel, (1, 1, self.in_features, self.features))
+        bias = self.param("bias", torch_default_bias(self.in_features), (self.features,))
+        flat = x.reshape(-1, self.in_features) @ kernel[0, 0] + bias
+        return flat.reshape(x.shape[:-1] + (self.features,))
+
+
+class Depthwise3(nn.Module):
+    """A depthwise 3x3 'same' convolution with bias, as nine shifted multiply-adds.
+
+    Parameters have the shapes of a grouped ``nn.Conv`` (``kernel [3, 3, 1, C]``); the shifts are about
+    3x faster to differentiate than XLA:CPU's grouped convolution.
+    """
+
+    channels: int
+
+    @nn.compact
+    def __call__(self, x: Float[Array, "n h w c"]) -> Float[Array, "n h w c"]:
+        kernel = self.param("kernel", torch_default_kernel, (3, 3, 1, self.channels))
+        bias = self.param("bias", torch_default_bias(9), (self.channels,))
+        h, w = x.shape[1:3]
+        padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+        out = jnp.zeros_like(x)
+        for a in range(3):
+            for b in range(3):
+                out = out + padded[:, a : a + h, b : b + w, :] * kernel[a, b, 0]
+        return out + bias
+
+
 class LSKThreshold(nn.Module):
     """Large-selective-kernel attention giving DISTA-Net's dynamic threshold ``theta = x * LSK(x)``.
 
@@ -210,16 +248,16 @@ class LSKThreshold(nn.Module):
     @nn.compact
     def __call__(self, x: Float[Array, "n h w c"]) -> Float[Array, "n h w c"]:
         c, half = self.channels, self.channels // 2
-        a2 = torch_conv(c, 3, c, groups=c, name="depthwise")(x)
-        a1 = torch_conv(half, 1, c, name="squeeze0")(x)
-        a2 = torch_conv(half, 1, c, name="squeeze1")(a2)
+        a2 = Depthwise3(c, name="depthwise")(x)
+        a1 = Pointwise(half, c, name="squeeze0")(x)
+        a2 = Pointwise(half, c, name="squeeze1")(a2)
         both = jnp.concatenate([a1, a2], axis=-1)
         pooled = jnp.concatenate(
             [jnp.mean(both, axis=-1, keepdims=True), jnp.max(both, axis=-1, keepdims=True)], axis=-1
         )
         masks = nn.sigmoid(torch_conv(2, 3, 2, name="select")(pooled))
         attn = a1 * masks[..., 0:1] + a2 * masks[..., 1:2]
-        return x * torch_conv(c, 1, half, name="expand")(attn)
+        return x * Pointwise(c, half, name="expand")(attn)
 
 
 class UnfoldingNetwork(nn.Module):
