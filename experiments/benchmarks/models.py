@@ -79,7 +79,7 @@ def _torch_reference(name: str, batch: int, repeats: int):
         return None
     torch.set_num_threads(2)
     nn, F = torch.nn, torch.nn.functional
-    phi = torch.from_numpy(np.asarray(models.create(name).operator().matrix()))
+    phi = torch.from_numpy(np.array(models.create(name).operator().matrix()))
     hr = 33
 
     def xavier(*shape):
