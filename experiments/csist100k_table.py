@@ -8,7 +8,7 @@ then every network whose checkpoint exists (``--pattern`` for the four networks,
 ``--checkpoint`` directories). Columns: CSO-mAP and AP05..AP25 (x100, on ``--test-size`` test frames of
 the generator split, every frame scored), PSNR / SSIM of the HR maps against the HR labels, trained
 parameters, FLOPs per image (XLA's cost analysis of one image), frames/s on this machine (best of two
-passes over the test frames, batch ``--batch``). Writes the markdown table to stdout and, with
+passes over 500 test frames, batch ``--batch``). Writes the markdown table to stdout and, with
 ``--out``, to a file (plus JSON rows next to it).
 """
 
@@ -29,6 +29,7 @@ from csist_jax.train import data as data_lib
 from csist_jax.train import predict
 
 NETWORKS = {"lista": "LISTA", "ista_net": "ISTA-Net", "ista_net_plus": "ISTA-Net+", "dista_net": "DISTA-Net"}
+FPS_FRAMES = 500  # frames per timed pass
 PUBLISHED = {
     "ISTA": 7.46,
     "FISTA": None,
@@ -56,7 +57,7 @@ def flops_per_image(fn, size: int = 11) -> float:
 
 def frames_per_second(run, images: np.ndarray) -> float:
     """Frames/s of ``run(images)`` (best of two timed passes after a warm-up pass)."""
-    run(images[: min(len(images), 64)])
+    run(images)
     best = float("inf")
     for _ in range(2):
         t0 = time.perf_counter()
@@ -98,7 +99,7 @@ def analytic_rows(val: dict, test: dict, c: int, lams, iterations: int, threshol
             params=0,
             # XLA's cost analysis counts a loop body once: measure one iteration, scale by the count
             flops=iterations * flops_per_image(lambda x, solver=solver, lam=lam: solver(x, op, lam, 1)),
-            fps=frames_per_second(run, test["image"]),
+            fps=frames_per_second(run, test["image"][:FPS_FRAMES]),
             note=f"lambda={lam:g}, {iterations} iterations",
         )
         rows.append(row)
@@ -120,7 +121,7 @@ def network_row(path: str, test: dict, threshold: float, batch: int) -> dict:
     row.update(
         params=models.param_count(variables),
         flops=flops_per_image(lambda x: module.apply(variables, x)),
-        fps=frames_per_second(run, test["image"]),
+        fps=frames_per_second(run, test["image"][:FPS_FRAMES]),
         note=f"{module.stages} stages; step {info.get('step', '?')}; {path}",
     )
     return row
