@@ -317,7 +317,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 )
         if rows:
             elapsed = time.perf_counter() - t_flush
-            last = {k: float(v) for k, v in rows[-1].items()}
+            # the mean over the interval: a single batch's loss is too noisy to read a curve from
+            last = {k: float(np.mean([float(r[k]) for r in rows])) for k in rows[-1]}
             last["images_per_s"] = steps_since * config.batch_size / max(elapsed, 1e-9)
             log.write(step, "train", last)
             bar.set_postfix(loss=f"{last['loss']:.4g}", img_s=f"{last['images_per_s']:.0f}")
