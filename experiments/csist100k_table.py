@@ -111,6 +111,8 @@ def network_row(path: str, test: dict, threshold: float, batch: int) -> dict:
     module, variables = models.load_checkpoint(path)
     meta = models.read_meta(path)
     label = NETWORKS.get(meta["model"], meta["model"])
+    if "step_init" in meta["config"]:
+        label += f" (step init {meta['config']['step_init']:g})"
 
     def run(images):
         return predict(module, variables, np.asarray(images), batch)

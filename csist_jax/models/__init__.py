@@ -36,8 +36,9 @@ def create(name: str, *, c: int = 3, **config) -> UnfoldingNetwork:
 
     Names: ``"ista_net"``, ``"ista_net_plus"``, ``"dista_net"``, ``"lista"``. Fields: ``stages``
     (default: the published count for ``c``; DISTA-Net uses 4 at ``c = 7``), ``channels``, ``size``,
-    ``sigma``, ``q_init`` (``[(size c)^2, size^2]``, e.g. :func:`csist_jax.physics.q_init`), and per
-    network ``dynamic_share`` / ``hidden`` (DISTA-Net) or ``lam`` (LISTA).
+    ``sigma``, ``q_init`` (``[(size c)^2, size^2]``, e.g. :func:`csist_jax.physics.q_init`),
+    ``step_init`` (initial step sizes, published 0.5; ISTA-Net, ISTA-Net+, DISTA-Net), and per network
+    ``dynamic_share`` / ``hidden`` (DISTA-Net) or ``lam`` (LISTA).
     """
     if name not in _REGISTRY:
         raise ValueError(f"name must be one of {list(_REGISTRY)}, got {name!r}")

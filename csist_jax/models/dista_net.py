@@ -35,11 +35,12 @@ class DISTANetStage(nn.Module):
     channels: int = 64
     dynamic_share: float = 0.3
     hidden: int = 256
+    step_init: float = 0.5
 
     @nn.compact
     def __call__(self, x, z, operator):
         n, hr = x.shape[0], x.shape[-1]
-        step = self.param("step", nn.initializers.constant(0.5), ())
+        step = self.param("step", nn.initializers.constant(self.step_init), ())
         r = gradient_step(x, z, operator, step)
         main = layers.conv3(self.channels, "forward2")(
             nn.relu(layers.conv3(self.channels, "forward1")(r[..., None]))
@@ -68,10 +69,11 @@ class DISTANet(layers.UnfoldingNetwork):
     channels: int = 64
     dynamic_share: float = 0.3
     hidden: int = 256
+    step_init: float = 0.5
 
     def make_stages(self, q, operator):
         return [
-            DISTANetStage(self.channels, self.dynamic_share, self.hidden, name=f"stage_{k}")
+            DISTANetStage(self.channels, self.dynamic_share, self.hidden, self.step_init, name=f"stage_{k}")
             for k in range(self.stages)
         ]
 

@@ -22,10 +22,11 @@ class ISTANetStage(nn.Module):
     """One ISTA-Net stage; returns ``(x_next, {"sym": F~(F(r)) - r})``."""
 
     channels: int = 32
+    step_init: float = 0.5
 
     @nn.compact
     def __call__(self, x, z, operator):
-        step = self.param("step", nn.initializers.constant(0.5), ())
+        step = self.param("step", nn.initializers.constant(self.step_init), ())
         threshold = self.param("threshold", nn.initializers.constant(0.01), ())
         r = gradient_step(x, z, operator, step)[..., None]
         f = layers.conv3(self.channels, "forward2")(nn.relu(layers.conv3(self.channels, "forward1")(r)))
@@ -44,9 +45,10 @@ class ISTANet(layers.UnfoldingNetwork):
 
     stages: int = 9
     channels: int = 32
+    step_init: float = 0.5
 
     def make_stages(self, q, operator):
-        return [ISTANetStage(self.channels, name=f"stage_{k}") for k in range(self.stages)]
+        return [ISTANetStage(self.channels, self.step_init, name=f"stage_{k}") for k in range(self.stages)]
 
 
 __all__ = ["ISTANet", "ISTANetStage"]

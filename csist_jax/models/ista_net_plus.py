@@ -22,10 +22,11 @@ class ISTANetPlusStage(nn.Module):
     """One ISTA-Net+ stage; returns ``(x_next, {"sym": F~(F(D r)) - D r})``."""
 
     channels: int = 32
+    step_init: float = 0.5
 
     @nn.compact
     def __call__(self, x, z, operator):
-        step = self.param("step", nn.initializers.constant(0.5), ())
+        step = self.param("step", nn.initializers.constant(self.step_init), ())
         threshold = self.param("threshold", nn.initializers.constant(0.01), ())
         r = gradient_step(x, z, operator, step)
         d = layers.conv3(self.channels, "D")(r[..., None])
@@ -45,9 +46,12 @@ class ISTANetPlus(layers.UnfoldingNetwork):
 
     stages: int = 9
     channels: int = 32
+    step_init: float = 0.5
 
     def make_stages(self, q, operator):
-        return [ISTANetPlusStage(self.channels, name=f"stage_{k}") for k in range(self.stages)]
+        return [
+            ISTANetPlusStage(self.channels, self.step_init, name=f"stage_{k}") for k in range(self.stages)
+        ]
 
 
 __all__ = ["ISTANetPlus", "ISTANetPlusStage"]
