@@ -185,7 +185,7 @@ def main(argv=None) -> int:
                 f"localize seeded by network {name}", p, k, data, t, note="frames/s excludes the network"
             )
         )
-    oracle, t = _timed(
+    oracle, _ = _timed(
         lambda: oracle_fit(jnp.asarray(images), jnp.asarray(data["targets"]), jnp.asarray(data["count"]))
     )
     stored.append(
@@ -194,14 +194,13 @@ def main(argv=None) -> int:
             oracle,
             data["count"],
             data,
-            t,
             note="reference, not a method",
         )
     )
 
     (cpoints, ccount), t = _timed(lambda: localize(data["clean"], batch_size=BATCH))
     clean.append(point_row("**localize, image only**", cpoints, ccount, data, t))
-    coracle, t = _timed(
+    coracle, _ = _timed(
         lambda: oracle_fit(
             jnp.asarray(data["clean"]), jnp.asarray(data["targets"]), jnp.asarray(data["count"])
         )
@@ -212,7 +211,6 @@ def main(argv=None) -> int:
             coracle,
             data["count"],
             data,
-            t,
             note="reference, not a method",
         )
     )

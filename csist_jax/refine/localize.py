@@ -11,7 +11,7 @@ are, point sources seen through the known sensor (``csist_jax.refine.fit``), one
    start for order ``k``; the better fit of the two is kept.
 2. **Joint fit.** Positions and intensities of all ``k`` sources are fitted together by
    Levenberg-Marquardt, with the stored image's 8-bit rounding and 255-saturation in the model.
-3. **Escaping local minima.** From ``k = 3`` on, a fit can park a source on a faint spot while two
+3. **Escaping local minima.** From ``k = 2`` on, a fit can park a source on a faint spot while the
    others absorb its flux. The weakest source is moved next to the brightest, which is split in two
    (along each of ``repair_directions`` axes); the move is kept when it lowers the cost.
 4. **Model order.** ``k`` minimises ``cost_k / v + penalty * k`` (``k = 0`` included), with ``v`` the
@@ -162,17 +162,17 @@ def _localize_one(
         theta = theta.at[:slots].set(best[0])
         return (theta, active), (theta, best[1])
 
-    # orders 1 and 2 have no local minimum to escape and small systems: unrolled; orders 3 and up
-    # share one compiled step of a scan
+    # order 1 has no local minimum to escape and a small system: unrolled; orders 2 and up share one
+    # compiled step of a scan, escape moves included (a 2-source fit can also park a source on a faint spot)
     carry = (jnp.zeros((max_sources, 3), dtype), jnp.zeros((max_sources,), dtype))
     low = []
-    for k in range(min(2, max_sources)):
+    for k in range(min(1, max_sources)):
         carry, out = grow(carry, k, slots=k + 1, repair=False)
         low.append(out)
     fits = jnp.stack([f for f, _ in low])
     costs = jnp.stack([c for _, c in low])
-    if max_sources > 2:
-        _, (high_fits, high_costs) = jax.lax.scan(grow, carry, jnp.arange(2, max_sources))
+    if max_sources > 1:
+        _, (high_fits, high_costs) = jax.lax.scan(grow, carry, jnp.arange(1, max_sources))
         fits = jnp.concatenate([fits, high_fits])
         costs = jnp.concatenate([costs, high_costs])
     fits = jnp.concatenate([jnp.zeros((1, max_sources, 3), dtype), fits])
