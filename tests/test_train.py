@@ -160,3 +160,11 @@ def test_four_cpu_devices_give_the_same_update_as_one():
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "OK" in proc.stdout
+
+
+def test_lista_whose_layers_share_an_initial_array_trains(tmp_path):
+    cfg = tiny_config(model="lista", num_steps=1)
+    cfg.model_config.channels = None
+    result = train.train_and_evaluate(cfg, str(tmp_path))
+    assert result["step"] == 1
+    assert all(np.all(np.isfinite(np.asarray(p))) for p in jax.tree.leaves(result["params"]))

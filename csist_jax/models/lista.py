@@ -37,7 +37,7 @@ class LISTAStage(nn.Module):
             "W",
             lambda key: jnp.eye(cells, dtype=jnp.float32) - self.q @ operator.matrix().astype(jnp.float32),
         )
-        B = self.param("B", lambda key: jnp.asarray(self.q, jnp.float32))
+        B = self.param("B", lambda key: jnp.array(self.q, jnp.float32, copy=True))
         threshold = self.param("threshold", nn.initializers.constant(self.theta), (cells,))
         r = layers.per_sample(lambda v, y: W @ v + B @ y)(x.reshape(n, cells), z.reshape(n, -1))
         x_next = soft_threshold(r, jnp.maximum(threshold, 0.0))

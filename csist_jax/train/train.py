@@ -283,7 +283,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         log.truncate_after(start)
     else:
         start = 0
-        state = jax.device_put(state, replicated)
+        # distinct buffers: initialisers may return one array twice (LISTA's B_k all start at Q), and
+        # the donated state must not alias
+        state = jax.device_put(jax.tree.map(jnp.copy, state), replicated)
         if main_process:
             with open(os.path.join(workdir, "config.json"), "w") as f:
                 f.write(config.to_json_best_effort(indent=1))
