@@ -16,7 +16,8 @@ are, point sources seen through the known sensor (``csist_jax.refine.fit``), one
    (along each of ``repair_directions`` axes); the move is kept when it lowers the cost.
 4. **Model order.** ``k`` minimises ``cost_k / v + penalty * k`` (``k = 0`` included), with ``v`` the
    per-pixel residual variance: ``1/12`` for rounded images (detected per image: all values integer),
-   plus ``noise_std^2``, and a floor of ``1e-6`` for float images. The chosen order is fitted further.
+   plus ``noise_std^2``, and a floor of ``1e-6`` for float images. The two best orders are fitted
+   further and compared again.
 5. **Scores.** Each detection is scored by its predicted localisation error, the Cramer-Rao-type
    standard deviation ``s = sqrt(C_xx + C_yy)`` from ``C = v (J^T W J)^{-1}`` at the solution:
    ``score = 1 / (1 + s / 0.05)`` in ``(0, 1]``. CSO-mAP pools detections over the dataset and ranks
@@ -24,7 +25,9 @@ are, point sources seen through the known sensor (``csist_jax.refine.fit``), one
    source, whose position is poorly determined, comes last.
 
 All shapes are static (``max_sources`` slots, a count), so the whole pipeline is one jitted function
-vmapped over images; an image's result never depends on the rest of its batch.
+vmapped over images; an image's result never depends on the other images of its batch (bit-identical
+under any permutation). It can depend on the compiled chunk shape at the level of float rounding: XLA
+may order a reduction differently for another batch size, and a nearly degenerate fit can amplify that.
 """
 
 from __future__ import annotations
@@ -278,7 +281,8 @@ def fit_sources(
         local-minimum escape move, and for the chosen order.
       repair_directions: how many split directions (1..4) the escape move tries.
       saturation: the stored saturation level (pixels at it only bound the model from below).
-      batch_size: images per jitted call (bounds memory; results do not depend on it).
+      batch_size: images per jitted call (bounds memory; chunks are equal, a multiple of 8, so a call
+        compiles at most one shape).
 
     Returns:
       ``{"points": [n, M, 3] (x, y, score), "count": [n] int32, "brightness": [n, M] (fitted fluxes),
