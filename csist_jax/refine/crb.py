@@ -45,7 +45,10 @@ def _bound(targets, sigma, variance, saturation, size):
     def one(t):
         info = fisher_information(t, size=size, sigma=sigma, variance=variance, saturation=saturation)
         cov = jnp.diagonal(jnp.linalg.inv(info)).reshape(-1, 3)
-        return jnp.where(t[:, 2] > 0, jnp.sqrt(jnp.maximum(cov[:, 0] + cov[:, 1], 0.0)), 0.0)
+        var = cov[:, 0] + cov[:, 1]
+        # a singular information matrix (positions not identifiable) bounds nothing: infinite error
+        bound = jnp.where(jnp.isfinite(var) & (var >= 0), jnp.sqrt(var), jnp.inf)
+        return jnp.where(t[:, 2] > 0, bound, 0.0)
 
     return jax.vmap(one)(targets)
 
@@ -79,8 +82,14 @@ def position_crb(
     return _bound(jnp.asarray(targets, jnp.float32), sigma, variance, saturation, size)
 
 
-def rmse_bound(bound: Float[Array, "n k"], count: Int[Array, " n"]) -> float:
-    """``sqrt(mean bound^2)`` over the real targets: the bound on a dataset's localisation RMSE."""
+def rmse_bound(bound: Float[Array, "n k"], count: Int[Array, " n"], below: float | None = None) -> float:
+    """``sqrt(mean bound^2)`` over the real targets: the bound on a dataset's localisation RMSE.
+
+    With ``below``, only targets whose bound is under ``below`` px count (the resolvable ones; compare
+    with an RMSE over detections matched within that distance).
+    """
     bound = jnp.asarray(bound)
     real = jnp.arange(bound.shape[1])[None, :] < jnp.asarray(count)[:, None]
+    if below is not None:
+        real = real & (bound < below)
     return float(jnp.sqrt(jnp.sum(jnp.where(real, bound**2, 0.0)) / jnp.maximum(jnp.sum(real), 1)))
