@@ -12,8 +12,11 @@ from __future__ import annotations
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from csist_jax import models, train
 from experiments.benchmarks.common import Row, best_time
@@ -38,13 +41,14 @@ def _measure(name: str, batch: int, infer_batch: int, repeats: int) -> dict:
     mesh = train.make_mesh()
     variables = jax.jit(module.init)(jax.random.PRNGKey(0), images[:1])
     state = {
-        "step": np.int32(0),
+        "step": jnp.zeros((), jnp.int32),
         "params": variables["params"],
         "constants": variables["constants"],
         "opt_state": optimizer.init(variables["params"]),
-        "best_map": np.float32(-1),
-        "best_step": np.int32(0),
+        "best_map": jnp.full((), -1.0, jnp.float32),
+        "best_step": jnp.zeros((), jnp.int32),
     }
+    state = jax.device_put(jax.tree.map(jnp.copy, state), NamedSharding(mesh, P()))
     step = train.make_train_step(module, optimizer, train.default_config(), mesh)
     t0 = time.perf_counter()
     state, measured = step(state, images, targets)
