@@ -171,7 +171,8 @@ def main(argv=None) -> int:
     )
     for path in args.checkpoint:
         module, variables = models.load_checkpoint(path)
-        name = os.path.basename(os.path.dirname(os.path.abspath(path))) or path
+        parts = os.path.abspath(path).rstrip("/").split("/")
+        name = parts[-2] if parts[-1] == "best" else parts[-1]  # a trainer's <workdir>/best
         apply = jax.jit(module.apply)
         net_maps, t = _timed(
             lambda apply=apply, variables=variables: jnp.concatenate(
