@@ -48,7 +48,11 @@ def default_config() -> ml_collections.ConfigDict:
     cfg = ml_collections.ConfigDict()
     cfg.model = "dista_net"
     cfg.c = 3
-    cfg.model_config = ml_collections.ConfigDict({"stages": None})
+    # module fields (None: the network's default); placeholders keep them overridable from the CLI
+    placeholder = ml_collections.config_dict.placeholder
+    cfg.model_config = ml_collections.ConfigDict(
+        {"stages": placeholder(int), "channels": placeholder(int), "step_init": placeholder(float)}
+    )
     cfg.seed = 0  # parameter init and batch order
     cfg.data = ml_collections.ConfigDict(
         {"source": "generate", "seed": 0, "dir": "", "train_size": 80_000, "val_size": 10_000}
@@ -233,7 +237,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     import orbax.checkpoint as ocp
 
     base = default_config()
-    base.update(config)
+    base.update(config.to_dict() if hasattr(config, "to_dict") else config)
     config = base
     _check_config(config)
     workdir = os.path.abspath(os.fspath(workdir))
