@@ -5,9 +5,12 @@
 
 Steps: a seeded validation set chooses each solver's lambda and iteration count (printed); the seeded
 test set is then unmixed and scored with CSO-mAP (SPEC sec. 6, brightness threshold 50, c = 3), next to
-the exact HR label (the grid ceiling) and the published numbers. Frames per second are measured on the
-test set after compilation. A figure of a few test images (input, FISTA HR estimate, true positions)
-is written to ``<out>/quickstart.png`` and every number to ``<out>/results.json``.
+the exact HR label (the grid ceiling) and the published numbers. A small trained ISTA-Net+ shipped in
+``experiments/checkpoints/`` (its training command is in the README there) adds a learned row, and the
+continuous localisation of ``csist_jax.refine`` (from the image alone, and seeded by the network's maps)
+adds the rows that leave the grid. Frames per second are measured on the test set after compilation.
+A figure of a few test images (input with the true and the fitted positions, the FISTA and network HR
+estimates) is written to ``<out>/quickstart.png`` and every number to ``<out>/results.json``.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from csist_jax import metrics, physics, solvers
+from csist_jax import metrics, models, physics, refine, solvers
 from csist_jax.data import csist100k
 
 C = 3
@@ -35,9 +38,11 @@ ITERATIONS = (50, 100, 200, 500)
 PUBLISHED = {
     "ISTA (published)": (7.46, 0.01, 0.31, 2.39, 9.46, 25.14),
     "ISTA-Net (published)": (45.16, 0.41, 7.71, 40.57, 82.58, 94.53),
+    "ISTA-Net+ (published)": (46.06, 0.42, 7.66, 41.58, 84.46, 96.17),
     "DISTA-Net (published)": (46.74, 0.38, 7.54, 42.44, 86.18, 97.14),
 }
 KEYS = ("mAP", "AP05", "AP10", "AP15", "AP20", "AP25")
+CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints", "ista_net_plus_c3_cpu")
 
 
 def _frames_per_second(fn, n: int) -> float:
@@ -59,15 +64,18 @@ def tune(solver, images, targets, count, op, progress: bool = True):
     return best
 
 
-def figure(path, images, maps, targets, count, n_show: int = 4) -> None:
+def figure(path, images, panels, targets, count, points=None, point_count=None, n_show: int = 4) -> None:
+    """Input images (true positions, fitted positions) above one row per HR-map panel ``(title, maps)``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, n_show, figsize=(3.2 * n_show, 6.6), constrained_layout=True)
+    rows = 1 + len(panels)
+    fig, axes = plt.subplots(rows, n_show, figsize=(3.2 * n_show, 3.3 * rows), constrained_layout=True)
     centres = np.asarray(physics.hr_cell_centres(C))
     half = 0.5 / C
+    extent = (centres[0] - half, centres[-1] + half, centres[-1] + half, centres[0] - half)
     for k in range(n_show):
         truth = targets[k, : count[k]]
         ax = axes[0, k]
@@ -75,10 +83,14 @@ def figure(path, images, maps, targets, count, n_show: int = 4) -> None:
             images[k], cmap="inferno", origin="upper", extent=(-0.5, 10.5, 10.5, -0.5), vmin=0, vmax=255
         )
         ax.set_title(f"input 11x11 ({count[k]} targets)")
-        ax = axes[1, k]
-        extent = (centres[0] - half, centres[-1] + half, centres[-1] + half, centres[0] - half)
-        ax.imshow(maps[k], cmap="viridis", origin="upper", extent=extent)
-        ax.set_title(f"FISTA estimate, 33x33 (c={C})")
+        if points is not None:
+            fit = points[k, : point_count[k]]
+            ax.scatter(
+                fit[:, 1], fit[:, 0], marker="X", s=45, c="lime", edgecolors="black", linewidths=0.6, zorder=3
+            )
+        for row, (title, maps) in enumerate(panels, start=1):
+            axes[row, k].imshow(maps[k], cmap="viridis", origin="upper", extent=extent)
+            axes[row, k].set_title(f"{title}, {11 * C}x{11 * C}")
         for a in axes[:, k]:
             # x is the row (vertical axis), y the column (horizontal): plot (y, x)
             a.scatter(truth[:, 1], truth[:, 0], s=60, facecolors="none", edgecolors="cyan", linewidths=1.5)
@@ -87,7 +99,10 @@ def figure(path, images, maps, targets, count, n_show: int = 4) -> None:
             a.set_ylim(cx + 2.5, cx - 2.5)
             a.set_xlabel("y (column, px)")
             a.set_ylabel("x (row, px)")
-    fig.suptitle("CSIST-100K protocol test images: cyan circles = true target positions (zoomed 5x5 px)")
+    fig.suptitle(
+        "CSIST-100K protocol test images, zoomed to 5x5 px: cyan circles = true positions, "
+        "green crosses = continuous fit"
+    )
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -132,6 +147,7 @@ def main(argv=None) -> dict:
     val_images = jnp.asarray(val["image"], jnp.float32)
     test_images = jnp.asarray(test["image"], jnp.float32)
     rows = []
+    # the exact label scores at its cells' centres: the ceiling of every grid method (SPEC sec. 6)
     label = physics.hr_label(test["targets"], C)
     ceiling = metrics.cso_map_from_maps(label, test["targets"], test["count"], C, THRESHOLD)
     rows.append({"method": "exact HR label (ceiling)", **ceiling})
@@ -149,13 +165,32 @@ def main(argv=None) -> dict:
         rows.append({"method": name, "lam": lam, "iters": iters, "fps": fps, **score})
         final_maps[name] = np.asarray(maps)
 
+    net, variables = models.load_checkpoint(CHECKPOINT)
+    apply = jax.jit(net.apply)
+    net_maps = apply(variables, test_images)
+    score = metrics.cso_map_from_maps(net_maps, test["targets"], test["count"], C, THRESHOLD)
+    fps = _frames_per_second(lambda: apply(variables, test_images), args.n_test)
+    rows.append({"method": "ISTA-Net+ (shipped, CPU)", "fps": fps, **score})
+    print(f"ISTA-Net+: loaded {CHECKPOINT} (a short CPU-scale run; see experiments/checkpoints/README.md)")
+
+    for name, seed_maps in (("localize (image only)", None), ("localize + ISTA-Net+ seeds", net_maps)):
+        points, point_count = refine.localize(test["image"], hr_maps=seed_maps, c=C)
+        score = metrics.cso_map_from_points(points, point_count, test["targets"], test["count"])
+        fps = _frames_per_second(
+            lambda seed_maps=seed_maps: refine.localize(test["image"], hr_maps=seed_maps, c=C), args.n_test
+        )
+        rows.append({"method": name, "fps": fps, **score})
+        if seed_maps is None:
+            fitted = (np.asarray(points), np.asarray(point_count))
+
     for name, values in PUBLISHED.items():
         rows.append({"method": name, **{k: v / 100 for k, v in zip(KEYS, values)}})
 
     print(f"\nCSO-mAP on {args.n_test} test images (x100; APs in %), c = {C}, threshold {THRESHOLD:g}:")
     print(format_table(rows))
     fig_path = os.path.join(args.out, "quickstart.png")
-    figure(fig_path, test["image"], final_maps["FISTA"], test["targets"], test["count"])
+    panels = [("FISTA estimate", final_maps["FISTA"]), ("ISTA-Net+ estimate", np.asarray(net_maps))]
+    figure(fig_path, test["image"], panels, test["targets"], test["count"], *fitted)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump({"args": vars(args), "rows": rows}, f, indent=2)
     print(f"\nfigure: {fig_path}\nresults: {os.path.join(args.out, 'results.json')}")
