@@ -104,3 +104,11 @@ def test_gradients_reach_every_parameter_including_the_offsets(small):
 def test_bad_input_names_the_argument(windows, index, match):
     with pytest.raises(ValueError, match=match):
         DeRefNet(c=1, stages=1, channels=4, residual_blocks=1).init(jax.random.PRNGKey(0), windows, index)
+
+
+def test_create_builds_derefnet_with_the_published_stage_count():
+    from csist_jax import models
+
+    net = models.create("derefnet", c=3)
+    assert isinstance(net, DeRefNet) and net.stages == 9
+    assert "derefnet" in models.SEQUENCE_MODEL_NAMES and "derefnet" not in models.MODEL_NAMES

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from csist_jax import _checks
 from csist_jax.models.checkpoint import load_checkpoint, read_meta, save_model
+from csist_jax.models.derefnet import DeRefNet, derefnet_loss
 from csist_jax.models.dista_net import DISTANet
 from csist_jax.models.ista_net import ISTANet
 from csist_jax.models.ista_net_plus import ISTANetPlus
@@ -26,19 +27,26 @@ _REGISTRY = {
     "ista_net_plus": (ISTANetPlus, {3: 9, 5: 9, 7: 9}),
     "dista_net": (DISTANet, {3: 6, 5: 6, 7: 4}),
     "lista": (LISTA, {3: 16, 5: 16, 7: 16}),
+    "derefnet": (DeRefNet, {3: 9, 5: 9, 7: 9}),
 }
 
-MODEL_NAMES = tuple(_REGISTRY)
+#: the multi-frame networks (windows and frame indices in, the centre frame's HR map out)
+SEQUENCE_MODEL_NAMES = ("derefnet",)
+#: the single-frame networks (images in, HR maps out), the ones ``csist_jax.train`` trains
+MODEL_NAMES = tuple(name for name in _REGISTRY if name not in SEQUENCE_MODEL_NAMES)
 
 
 def create(name: str, *, c: int = 3, **config) -> UnfoldingNetwork:
     """The network ``name`` for up-sampling ratio ``c``; ``config`` overrides module fields.
 
-    Names: ``"ista_net"``, ``"ista_net_plus"``, ``"dista_net"``, ``"lista"``. Fields: ``stages``
+    Names: ``"ista_net"``, ``"ista_net_plus"``, ``"dista_net"``, ``"lista"`` (single frame:
+    ``apply(variables, images[n, size, size])``) and ``"derefnet"`` (SeqCSIST:
+    ``apply(variables, windows[n, T, size, size], centre_index[n])``). Fields: ``stages``
     (default: the published count for ``c``; DISTA-Net uses 4 at ``c = 7``), ``channels``, ``size``,
     ``sigma``, ``q_init`` (``[(size c)^2, size^2]``, e.g. :func:`csist_jax.physics.q_init`),
     ``step_init`` (initial step sizes, published 0.5; ISTA-Net, ISTA-Net+, DISTA-Net), and per network
-    ``dynamic_share`` / ``hidden`` (DISTA-Net) or ``lam`` (LISTA).
+    ``dynamic_share`` / ``hidden`` (DISTA-Net), ``lam`` (LISTA) or ``residual_blocks`` / ``n_frames``
+    (DeRefNet).
     """
     if name not in _REGISTRY:
         raise ValueError(f"name must be one of {list(_REGISTRY)}, got {name!r}")
@@ -64,12 +72,15 @@ def param_count(variables) -> int:
 
 __all__ = [
     "DISTANet",
+    "DeRefNet",
     "ISTANet",
     "ISTANetPlus",
     "LISTA",
     "MODEL_NAMES",
+    "SEQUENCE_MODEL_NAMES",
     "UnfoldingNetwork",
     "create",
+    "derefnet_loss",
     "load_checkpoint",
     "param_count",
     "read_meta",
