@@ -13,6 +13,8 @@ import hashlib
 import numpy as np
 import tensorflow_datasets as tfds
 
+from csist_jax.data import io
+
 #: Generator index of a split's first sample: splits of one seed never share a sample, and the first
 #: ``n`` samples of a split are the same for every config with that seed (a small config is a prefix
 #: of the full one).
@@ -99,3 +101,32 @@ For the `official` / `official_skip` configs, unpack the official download so th
 `Annotations/CSO{k}.xml`; SeqCSIST: `image/image_{k}.png` + `annotation/COS{k}.xml`). Every file is
 validated while importing.
 """
+
+
+def split_generators(builder, dl_manager) -> dict:
+    """The splits of a builder: read from ``manual_dir`` (official configs) or generated.
+
+    TFDS cannot store an empty split, so a size-0 split is left out of the dataset.
+    """
+    config = builder.builder_config
+    if config.official:
+        return {s: builder._generate_examples(official=dl_manager.manual_dir / s) for s in SPLITS}
+    return {s: builder._generate_examples(split=s, n=n) for s, n in config.split_sizes.items() if n > 0}
+
+
+def read_official(path, layout: str, on_error: str) -> dict:
+    """One split of the official download, every file validated (``csist_jax.data.io.read_dir``)."""
+    data = io.read_dir(path, layout=layout, progress=True, on_error=on_error)
+    if len(data["count"]) == 0:
+        raise ValueError(f"{path}: the split directory holds no samples")
+    return data
+
+
+def generated_chunks(config, generate, split: str, n: int, limit: int):
+    """``(lo, arrays)`` for samples ``lo ..`` of ``split``, made by ``generate`` a full chunk at a time
+    and trimmed to ``n``, so that one compiled shape serves every split."""
+    chunk = chunk_size(config.split_sizes, limit)
+    for lo in range(0, n, chunk):
+        data = generate(config.seed, chunk, start=SPLIT_START[split] + lo, **config.protocol)
+        keep = min(chunk, n - lo)
+        yield lo, {k: v[:keep] for k, v in data.items()}

@@ -17,7 +17,6 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from csist_jax.data import csist100k as generator
-from csist_jax.data import io
 from datasets import common
 
 _SIZES = {
@@ -56,33 +55,19 @@ class Csist100k(tfds.core.GeneratorBasedBuilder):
         )
 
     def _split_generators(self, dl_manager):
-        config = self.builder_config
-        if config.official:
-            return {s: self._generate_examples(official=dl_manager.manual_dir / s) for s in common.SPLITS}
-        # TFDS cannot store an empty split: a size-0 split is left out of the dataset
-        return {s: self._generate_examples(split=s, n=n) for s, n in config.split_sizes.items() if n > 0}
+        return common.split_generators(self, dl_manager)
 
     def _generate_examples(self, split: str | None = None, n: int = 0, official=None):
         if official is not None:
-            data = io.read_dir(
-                official, layout="csist100k", progress=True, on_error=self.builder_config.on_error
-            )
-            if len(data["count"]) == 0:
-                raise ValueError(f"{official}: the split directory holds no samples")
+            data = common.read_official(official, "csist100k", self.builder_config.on_error)
             yield from _examples(data, data["id"], data["sigma"])
             return
-        config = self.builder_config
-        sigma = float(config.protocol.get("sigma", 0.5))
-        chunk = common.chunk_size(config.split_sizes, common.CHUNK)
-        for lo in range(0, n, chunk):
-            # always a full chunk, trimmed: one compiled shape serves every split
-            data = generator.generate(
-                config.seed, chunk, start=common.SPLIT_START[split] + lo, **config.protocol
-            )
-            keep = min(chunk, n - lo)
-            data = {k: v[:keep] for k, v in data.items()}
-            ids = np.arange(lo, lo + keep)
-            yield from _examples(data, ids, np.full(keep, sigma, np.float32))
+        sigma = float(self.builder_config.protocol.get("sigma", 0.5))
+        for lo, data in common.generated_chunks(
+            self.builder_config, generator.generate, split, n, common.CHUNK
+        ):
+            keep = len(data["count"])
+            yield from _examples(data, np.arange(lo, lo + keep), np.full(keep, sigma, np.float32))
 
 
 def _examples(data, ids, sigma):

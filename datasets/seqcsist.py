@@ -13,7 +13,6 @@ from __future__ import annotations
 import numpy as np
 import tensorflow_datasets as tfds
 
-from csist_jax.data import io
 from csist_jax.data import seqcsist as generator
 from datasets import common
 
@@ -54,32 +53,16 @@ class Seqcsist(tfds.core.GeneratorBasedBuilder):
         )
 
     def _split_generators(self, dl_manager):
-        config = self.builder_config
-        if config.official:
-            return {s: self._generate_examples(official=dl_manager.manual_dir / s) for s in common.SPLITS}
-        # TFDS cannot store an empty split: a size-0 split is left out of the dataset
-        return {s: self._generate_examples(split=s, n=n) for s, n in config.split_sizes.items() if n > 0}
+        return common.split_generators(self, dl_manager)
 
     def _generate_examples(self, split: str | None = None, n: int = 0, official=None):
         if official is not None:
-            data = io.read_dir(
-                official, layout="seqcsist", progress=True, on_error=self.builder_config.on_error
-            )
-            if len(data["count"]) == 0:
-                raise ValueError(f"{official}: the split directory holds no samples")
+            data = common.read_official(official, "seqcsist", self.builder_config.on_error)
             yield from _examples(data, data["trajectory"], data["sigma"])
             return
-        config = self.builder_config
-        sigma = float(config.protocol.get("sigma", 0.5))
-        chunk = common.chunk_size(config.split_sizes, _CHUNK)
-        for lo in range(0, n, chunk):
-            # always a full chunk, trimmed: one compiled shape serves every split
-            data = generator.generate(
-                config.seed, chunk, start=common.SPLIT_START[split] + lo, **config.protocol
-            )
-            keep = min(chunk, n - lo)
-            data = {k: v[:keep] for k, v in data.items()}
-            trajectories = np.arange(lo, lo + keep)
+        sigma = float(self.builder_config.protocol.get("sigma", 0.5))
+        for lo, data in common.generated_chunks(self.builder_config, generator.generate, split, n, _CHUNK):
+            trajectories = np.arange(lo, lo + len(data["count"]))
             yield from _examples(data, trajectories, np.full(data["image"].shape[:2], sigma, np.float32))
 
 

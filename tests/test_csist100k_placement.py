@@ -37,7 +37,7 @@ def test_second_target_is_uniform_over_the_valid_region():
 
 def test_fifth_targets_are_placed_as_often_as_with_100k_plain_tries():
     # 6.7 % of the images ask for five targets; on the 20,000 images of seed 0, plain rejection with
-    # 100,000 tries from the whole box (the public generator) ends with five in 4.7 %, 100 plain tries in
-    # only 2.0 %, this sampler in 4.9 %; seeds vary by about 0.15 % (binomial) around 4.5 %
+    # 100,000 tries from the whole box (the public generator) ends with five in 4.70 %, 100 plain tries in
+    # only 2.0 %, this sampler in 4.70 %; seeds vary by about 0.15 % (binomial) around 4.5 %
     data = csist100k.generate(seed=22, n=20000)
     assert np.mean(data["count"] == 5) > 0.037

@@ -42,7 +42,8 @@ def _render_plain(targets, size=11):
 
 
 def reference_csist100k(n: int, seed: int = 0) -> list[np.ndarray]:
-    """One image at a time, as the toolkit's generator does: rejection sampling and rendering in Python."""
+    """One image at a time, as the toolkit's generator does: plain rejection sampling from the whole box,
+    up to 100,000 draws per target, and rendering in Python."""
     rng = np.random.default_rng(seed)
     images = []
     for _ in range(n):
@@ -50,7 +51,7 @@ def reference_csist100k(n: int, seed: int = 0) -> list[np.ndarray]:
         count = int(np.clip(np.round(rng.normal(3, 1)), 1, 5))
         placed = []
         for _k in range(count):
-            for _try in range(100):
+            for _try in range(100_000):
                 p = (cx + rng.uniform(-0.4, 0.6), cy + rng.uniform(-0.4, 0.6))
                 if all(math.hypot(p[0] - q[0], p[1] - q[1]) >= 0.494 for q in placed):
                     placed.append(p)
