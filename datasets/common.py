@@ -130,3 +130,13 @@ def generated_chunks(config, generate, split: str, n: int, limit: int):
         data = generate(config.seed, chunk, start=SPLIT_START[split] + lo, **config.protocol)
         keep = min(chunk, n - lo)
         yield lo, {k: v[:keep] for k, v in data.items()}
+
+
+def builder_configs(sizes: dict[str, dict[str, int]], unit: str = "") -> list:
+    """The configs every builder offers: one synthetic config (seed 0) per named size, then the
+    official imports (``official`` / ``official_skip``)."""
+    synthetic = [
+        DatasetConfig(name=name, description=f"Synthetic, seed 0: {split}{unit}.", seed=0, split_sizes=split)
+        for name, split in sizes.items()
+    ]
+    return synthetic + official_configs()

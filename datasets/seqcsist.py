@@ -29,15 +29,7 @@ class Seqcsist(tfds.core.GeneratorBasedBuilder):
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Synthetic protocol of SPEC sec. 5; official import via manual_dir."}
-    BUILDER_CONFIGS = [
-        *(
-            common.DatasetConfig(
-                name=name, description=f"Synthetic, seed 0: {sizes} trajectories.", seed=0, split_sizes=sizes
-            )
-            for name, sizes in _SIZES.items()
-        ),
-        *common.official_configs(),
-    ]
+    BUILDER_CONFIGS = common.builder_configs(_SIZES, " trajectories")
     MANUAL_DOWNLOAD_INSTRUCTIONS = common.MANUAL_DOWNLOAD_INSTRUCTIONS
 
     def _info(self) -> tfds.core.DatasetInfo:
