@@ -166,7 +166,7 @@ def main(argv=None) -> dict:
         final_maps[name] = np.asarray(maps)
 
     net, variables = models.load_checkpoint(CHECKPOINT)
-    apply = jax.jit(net.apply)
+    apply = models.jit(net.apply, inference_of=net)
     net_maps = apply(variables, test_images)
     score = metrics.cso_map_from_maps(net_maps, test["targets"], test["count"], C, THRESHOLD)
     fps = _frames_per_second(lambda: apply(variables, test_images), args.n_test)

@@ -173,7 +173,7 @@ def main(argv=None) -> int:
         module, variables = models.load_checkpoint(path)
         parts = os.path.abspath(path).rstrip("/").split("/")
         name = parts[-2] if parts[-1] == "best" else parts[-1]  # a trainer's <workdir>/best
-        apply = jax.jit(module.apply)
+        apply = models.jit(module.apply, inference_of=module)
         net_maps, t = _timed(
             lambda apply=apply, variables=variables: jnp.concatenate(
                 [apply(variables, jnp.asarray(images[i : i + 1024])) for i in range(0, len(images), 1024)]

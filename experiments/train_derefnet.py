@@ -13,7 +13,6 @@ Writes ``<out>/metrics.json``.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 
@@ -33,7 +32,7 @@ PUBLISHED_MAP = 51.55  # DeRefNet on SeqCSIST, SPEC sec. 9 (x100)
 def make_train_step(net, tx, sym_weight: float = 0.01, align_weight: float = 0.01):
     """A pure jitted update ``(params, opt_state, constants, windows, index, label) -> (.., loss, parts)``."""
 
-    @functools.partial(jax.jit, donate_argnums=(0, 1))
+    @models.jit(donate_argnums=(0, 1))
     def step(params, opt_state, constants, windows, index, label):
         def loss_fn(p):
             out, aux = net.apply({"params": p, **constants}, windows, index, return_aux=True)
@@ -48,7 +47,7 @@ def make_train_step(net, tx, sym_weight: float = 0.01, align_weight: float = 0.0
 
 def evaluate(net, variables, data: dict, c: int, batch: int = 256) -> dict:
     """CSO-mAP of the centre-frame HR maps of ``data`` (a :func:`seqcsist.windows` output)."""
-    apply = jax.jit(net.apply)
+    apply = models.jit(net.apply)
     maps = [
         np.asarray(
             apply(

@@ -72,11 +72,15 @@ def test_unrolled_loop_with_untrained_stages_is_analytic_ista(images):
     np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("how", ["jax.jit", "models.jit", "models.jit inference"])
 @pytest.mark.parametrize("name", models.MODEL_NAMES)
-def test_sample_output_is_bit_identical_alone_and_in_any_batch(name, images):
+def test_sample_output_is_bit_identical_alone_and_in_any_batch(name, how, images):
     module = models.create(name, stages=1)
     variables = jax.jit(module.init)(jax.random.PRNGKey(1), images[:1])
-    apply = jax.jit(module.apply)
+    if how == "jax.jit":
+        apply = jax.jit(module.apply)
+    else:
+        apply = models.jit(module.apply, inference_of=module if how.endswith("inference") else None)
     full = np.asarray(apply(variables, images))
     for i in range(len(images)):
         np.testing.assert_array_equal(np.asarray(apply(variables, images[i : i + 1]))[0], full[i])
@@ -96,6 +100,58 @@ def test_dynamic_conv3_is_a_per_sample_cross_correlation():
             r[i][None, None], kernels[i][None, None], (1, 1), "SAME", precision="highest"
         )[0, 0]
         np.testing.assert_allclose(ours[i], ref, rtol=1e-5, atol=1e-5)
+
+
+def test_depthwise3x3_and_its_hand_written_gradient_match_autodiff_of_the_convolution():
+    """Forward against lax's grouped convolution; both gradients against autodiff of it (float64)."""
+    with jax.enable_x64(True):
+        kx, kk, kg = jax.random.split(jax.random.PRNGKey(5), 3)
+        x = jax.random.normal(kx, (3, 7, 9, 4), jnp.float64)
+        kernel = jax.random.normal(kk, (3, 3, 4), jnp.float64)
+        g = jax.random.normal(kg, (3, 7, 9, 4), jnp.float64)
+
+        def grouped(x, kernel):
+            dn = ("NHWC", "HWIO", "NHWC")
+            return jax.lax.conv_general_dilated(
+                x, kernel[:, :, None, :], (1, 1), "SAME", dimension_numbers=dn, feature_group_count=4
+            )
+
+        np.testing.assert_allclose(layers.depthwise3x3(x, kernel), grouped(x, kernel), rtol=1e-12, atol=1e-12)
+        ours = jax.vjp(layers.depthwise3x3, x, kernel)[1](g)
+        reference = jax.vjp(grouped, x, kernel)[1](g)
+        for a, b in zip(ours, reference):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 7, 3), (7, 64), (1, 1, 1, 1), (13, 5, 2)])
+def test_channel_sum_is_a_sum_over_all_but_the_last_axis(shape):
+    g = np.random.default_rng(0).normal(size=shape)
+    np.testing.assert_allclose(layers.channel_sum(jnp.asarray(g)), g.reshape(-1, shape[-1]).sum(0), rtol=1e-5)
+
+
+def test_compiler_options_are_cpu_only_and_yield_to_xla_flags(monkeypatch):
+    assert models.compiler_options("gpu") == {}
+    assert models.compiler_options("tpu") == {}
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    assert models.compiler_options("cpu") == models.CPU_OPTIONS
+    fusions = models.INFERENCE_FUSIONS["ISTANet"]
+    assert models.compiler_options("cpu", inference_of=models.create("ista_net")) == {
+        "xla_cpu_experimental_ynn_fusion_type": fusions
+    }
+    assert models.compiler_options("cpu", inference_of="DISTANet") == models.CPU_OPTIONS
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=")
+    assert models.compiler_options("cpu") == {}
+
+
+@pytest.mark.parametrize("name", ["ista_net", "dista_net"])
+def test_models_jit_computes_what_jax_jit_computes(name, images):
+    """The compiler options change which kernels run, not the result (float32 rounding)."""
+    module = models.create(name, stages=2, channels=8, **({"hidden": 32} if name == "dista_net" else {}))
+    variables = jax.jit(module.init)(jax.random.PRNGKey(2), images[:1])
+    ours = models.jit(module.apply, inference_of=module)(variables, images)
+    reference = jax.jit(module.apply)(variables, images)
+    scale = float(jnp.max(jnp.abs(reference)))
+    np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-5 * scale)
 
 
 def _loss(module, params, constants, x, labels):
@@ -122,7 +178,8 @@ def test_gradients_reach_every_parameter(name, data):
 
 @pytest.mark.slow
 def test_dista_kernel_mlp_gradient_matches_finite_differences(data):
-    """Directional derivative along the kernel-MLP parameters: jvp vs central differences in float64.
+    """Directional derivative along the kernel-MLP parameters: reverse mode (the training path) vs
+    central differences in float64.
 
     Step h = sqrt(eps) * scale; agreement to a relative 1e-6 (the loss is smooth in these parameters).
     """
@@ -149,7 +206,7 @@ def test_dista_kernel_mlp_gradient_matches_finite_differences(data):
             moved = jax.tree.map(lambda p, d: p + t * d, params, direction)
             return _loss(module, moved, constants, x, labels)
 
-        _, analytic = jax.jit(lambda t: jax.jvp(f, (t,), (1.0,)))(0.0)
+        analytic = jax.jit(jax.grad(f))(0.0)
         h = float(np.sqrt(np.finfo(np.float64).eps))
         numeric = (f(h) - f(-h)) / (2 * h)
         assert abs(float(analytic)) > 0

@@ -213,11 +213,67 @@ class Pointwise(nn.Module):
         return flat.reshape(x.shape[:-1] + (self.features,))
 
 
-class Depthwise3(nn.Module):
-    """A depthwise 3x3 'same' convolution with bias, as nine shifted multiply-adds.
+def channel_sum(g: Float[Array, "... c"]) -> Float[Array, " c"]:
+    """Sum over every axis but the last, rows first: ``[n, h, w, c]`` -> ``[c]``.
 
-    Parameters have the shapes of a grouped ``nn.Conv`` (``kernel [3, 3, 1, C]``); the shifts are about
-    3x faster to differentiate than XLA:CPU's grouped convolution.
+    The rows are regrouped ``[rows / k, k * c]`` (``k * c`` up to 4096), reduced along the first axis,
+    then over the ``k`` blocks: about 15x faster on XLA:CPU than one reduction with only ``c``
+    contiguous values per step (64 channels, batch 64 of 33x33: 0.5 ms vs 8 ms).
+    """
+    c = g.shape[-1]
+    rows = int(np.prod(g.shape[:-1]))
+    per_row = max(k for k in range(1, min(rows, max(1, 4096 // c)) + 1) if rows % k == 0)
+    wide = g.reshape(rows // per_row, per_row * c)
+    return jnp.sum(jnp.sum(wide, axis=0).reshape(per_row, c), axis=0)
+
+
+def _shifted_sum(x: Float[Array, "n h w c"], kernel: Float[Array, "3 3 c"]) -> Float[Array, "n h w c"]:
+    """``out[i, j] = sum_ab kernel[a, b] x[i+a-1, j+b-1]`` per channel, zero padding: nine shifts."""
+    h, w = x.shape[1:3]
+    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    out = jnp.zeros_like(x)
+    for a in range(3):
+        for b in range(3):
+            out = out + padded[:, a : a + h, b : b + w, :] * kernel[a, b]
+    return out
+
+
+@jax.custom_vjp
+def depthwise3x3(x: Float[Array, "n h w c"], kernel: Float[Array, "3 3 c"]) -> Float[Array, "n h w c"]:
+    """Depthwise 3x3 'same' cross-correlation (no bias) as nine shifted multiply-adds.
+
+    The gradient is written by hand: for the input, the same correlation with the flipped kernel; for
+    the kernel, each tap's sum of ``shifted x * g`` by :func:`channel_sum`. Left to autodiff, XLA:CPU
+    merges the nine kernel-tap reductions into ``reduce-window`` operations that take about 19 ms per
+    call at batch 64, 64 channels; by hand, a DISTA-Net training step is about 0.3 s shorter.
+    """
+    return _shifted_sum(x, kernel)
+
+
+def _depthwise3x3_fwd(x, kernel):
+    return _shifted_sum(x, kernel), (x, kernel)
+
+
+def _depthwise3x3_bwd(residuals, g):
+    x, kernel = residuals
+    n, h, w, c = x.shape
+    dx = _shifted_sum(g, kernel[::-1, ::-1])
+    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    taps = []
+    for a in range(3):
+        for b in range(3):
+            taps.append(channel_sum(padded[:, a : a + h, b : b + w, :] * g))
+    return dx, jnp.stack(taps).reshape(3, 3, c).astype(kernel.dtype)
+
+
+depthwise3x3.defvjp(_depthwise3x3_fwd, _depthwise3x3_bwd)
+
+
+class Depthwise3(nn.Module):
+    """A depthwise 3x3 'same' convolution with bias (:func:`depthwise3x3`).
+
+    Parameters have the shapes of a grouped ``nn.Conv`` (``kernel [3, 3, 1, C]``); the shifts are
+    several times faster on XLA:CPU than its grouped convolution, forward and backward.
     """
 
     channels: int
@@ -226,13 +282,7 @@ class Depthwise3(nn.Module):
     def __call__(self, x: Float[Array, "n h w c"]) -> Float[Array, "n h w c"]:
         kernel = self.param("kernel", torch_default_kernel, (3, 3, 1, self.channels))
         bias = self.param("bias", torch_default_bias(9), (self.channels,))
-        h, w = x.shape[1:3]
-        padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-        out = jnp.zeros_like(x)
-        for a in range(3):
-            for b in range(3):
-                out = out + padded[:, a : a + h, b : b + w, :] * kernel[a, b, 0]
-        return out + bias
+        return depthwise3x3(x, kernel[:, :, 0, :]) + bias
 
 
 class LSKThreshold(nn.Module):

@@ -25,6 +25,7 @@ saved, so the last good checkpoint stays the latest.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 
@@ -111,8 +112,19 @@ def stage_monitors(params) -> dict:
     return out
 
 
-def make_train_step(module, optimizer, config, mesh):
-    """The jitted update ``(state, images, targets) -> (state, measurements)`` (state donated)."""
+def _jit(compiler_options):
+    """:func:`csist_jax.models.jit` (tuned options), or ``jax.jit`` with exactly ``compiler_options``."""
+    if compiler_options is None:
+        return models.jit
+    return functools.partial(jax.jit, compiler_options=dict(compiler_options) or None)
+
+
+def make_train_step(module, optimizer, config, mesh, compiler_options: dict | None = None):
+    """The jitted update ``(state, images, targets) -> (state, measurements)`` (state donated).
+
+    Compiled with :func:`csist_jax.models.compiler_options`, or with exactly ``compiler_options`` when
+    given (``{}``: XLA's defaults).
+    """
     replicated = NamedSharding(mesh, P())
     batch = NamedSharding(mesh, P("data"))
     c, size = module.c, module.size
@@ -145,7 +157,7 @@ def make_train_step(module, optimizer, config, mesh):
         new_state = dict(state, params=params, opt_state=opt_state, step=state["step"] + 1)
         return new_state, measured
 
-    return jax.jit(
+    return _jit(compiler_options)(
         step,
         in_shardings=(replicated, batch, batch),
         out_shardings=(replicated, replicated),
@@ -161,11 +173,21 @@ def _global_batch(array: np.ndarray, sharding: NamedSharding) -> jax.Array:
     return jax.make_array_from_process_local_data(sharding, array[rows], array.shape)
 
 
-def make_apply(module, mesh):
-    """``jit(module.apply)`` with replicated variables and images sharded over the mesh."""
+def make_apply(module, mesh, compiler_options: dict | None = None):
+    """``jit(module.apply)`` with replicated variables and images sharded over the mesh.
+
+    Compiled with the network's inference options (:func:`csist_jax.models.compiler_options`), or with
+    exactly ``compiler_options`` when given (``{}``: XLA's defaults).
+    """
     replicated = NamedSharding(mesh, P())
-    return jax.jit(
-        module.apply, in_shardings=(replicated, NamedSharding(mesh, P("data"))), out_shardings=replicated
+    if compiler_options is None:
+        jit = functools.partial(models.jit, inference_of=module)
+    else:
+        jit = _jit(compiler_options)
+    return jit(
+        module.apply,
+        in_shardings=(replicated, NamedSharding(mesh, P("data"))),
+        out_shardings=replicated,
     )
 
 

@@ -34,7 +34,12 @@ def _inputs(batch: int, seed: int = 0):
     return images, np.concatenate([xy, bright], -1).astype(np.float32)
 
 
-def _measure(name: str, batch: int, infer_batch: int, repeats: int) -> dict:
+def _measure(name: str, batch: int, infer_batch: int, repeats: int, compiler_options=None) -> dict:
+    """Train-step seconds, inference frames/s and compile times of ``name``.
+
+    ``compiler_options``: ``None`` for the tuned options of :func:`csist_jax.models.compiler_options`
+    (what training and evaluation use), ``{}`` for XLA's defaults.
+    """
     module = models.create(name)
     images, targets = _inputs(batch)
     optimizer = optax.adam(1e-4)
@@ -49,7 +54,7 @@ def _measure(name: str, batch: int, infer_batch: int, repeats: int) -> dict:
         "best_step": jnp.zeros((), jnp.int32),
     }
     state = jax.device_put(jax.tree.map(jnp.copy, state), NamedSharding(mesh, P()))
-    step = train.make_train_step(module, optimizer, train.default_config(), mesh)
+    step = train.make_train_step(module, optimizer, train.default_config(), mesh, compiler_options)
     t0 = time.perf_counter()
     state, measured = step(state, images, targets)
     jax.block_until_ready(measured["loss"])
@@ -61,12 +66,12 @@ def _measure(name: str, batch: int, infer_batch: int, repeats: int) -> dict:
         return m["loss"]
 
     step_time = best_time(one_step, repeats=repeats)
-    apply = train.make_apply(module, mesh)
+    apply = train.make_apply(module, mesh, compiler_options)
     infer_images, _ = _inputs(infer_batch, 1)
     t0 = time.perf_counter()
     jax.block_until_ready(apply(variables, infer_images))
     infer_first = time.perf_counter() - t0
-    infer_time = best_time(lambda: apply(variables, infer_images), repeats=repeats)
+    infer_time = best_time(lambda: apply(variables, infer_images), repeats=max(repeats, 5))
     return {
         "step_time": step_time,
         "compile": max(first - step_time, 0.0),
@@ -176,9 +181,68 @@ def _torch_reference(name: str, batch: int, repeats: int):
     return step_time, batch / infer
 
 
+def _jit_time(fn, args, repeats: int, options) -> float:
+    compiled = jax.jit(fn, compiler_options=options or None)
+    return best_time(lambda: compiled(*args), repeats)
+
+
+def _torch_conv_times(x, w, dy, repeats: int) -> dict:
+    """PyTorch's (oneDNN) seconds for the same convolution, or ``{}`` without torch."""
+    try:
+        import torch
+    except ImportError:
+        return {}
+    torch.set_num_threads(2)
+    tx = torch.from_numpy(np.asarray(x)).permute(0, 3, 1, 2).contiguous()
+    tw = torch.from_numpy(np.asarray(w)).permute(3, 2, 0, 1).contiguous()
+    tdy = torch.from_numpy(np.asarray(dy)).permute(0, 3, 1, 2).contiguous()
+    grad = torch.nn.grad
+    with torch.no_grad():
+        return {
+            "forward": best_time(lambda: torch.nn.functional.conv2d(tx, tw, padding=1), repeats),
+            "input gradient": best_time(lambda: grad.conv2d_input(tx.shape, tw, tdy, padding=1), repeats),
+            "weight gradient": best_time(lambda: grad.conv2d_weight(tx, tw.shape, tdy, padding=1), repeats),
+        }
+
+
+def _conv_rows(channels: int, repeats: int) -> list[Row]:
+    """The networks' main cost, one 3x3 'same' convolution at batch 64 on 33x33 maps: forward, input
+    gradient and weight gradient with tuned and default XLA options, and PyTorch's when importable."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(64, 33, 33, channels)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(3, 3, channels, channels)) * 0.05, jnp.float32)
+    dy = jnp.asarray(rng.normal(size=(64, 33, 33, channels)), jnp.float32)
+    dn = ("NHWC", "HWIO", "NHWC")
+
+    def conv(x, w):
+        return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=dn)
+
+    def input_gradient(w, dy):
+        return jax.vjp(lambda x_: conv(x_, w), x)[1](dy)
+
+    def weight_gradient(x, dy):
+        return jax.vjp(lambda w_: conv(x, w_), w)[1](dy)
+
+    parts = {"forward": (conv, (x, w)), "input gradient": (input_gradient, (w, dy))}
+    parts["weight gradient"] = (weight_gradient, (x, dy))
+    reference = _torch_conv_times(x, w, dy, repeats)
+    tuned = models.compiler_options()
+    rows = []
+    for part, (fn, args) in parts.items():
+        ours = _jit_time(fn, args, repeats, tuned)
+        default = _jit_time(fn, args, repeats, {})
+        note = f"XLA defaults {default * 1e3:.1f} ms"
+        if part in reference:
+            note += f"; PyTorch {reference[part] * 1e3:.1f} ms"
+        name = f"conv3x3 {channels}->{channels} batch 64: {part}"
+        rows.append(Row(SECTION, name, ours * 1e3, "ms", ratio=default / ours, note=note))
+    return rows
+
+
 def run(quick: bool) -> list[Row]:
-    batch, infer_batch, repeats = (64, 64, 2) if quick else (64, 256, 3)
+    batch, infer_batch, repeats = (64, 64, 2) if quick else (64, 64, 3)
     names = ("ista_net", "dista_net") if quick else models.MODEL_NAMES
+    tuned = models.compiler_options()
     rows = []
     for name in names:
         m = _measure(name, batch, infer_batch, repeats)
@@ -214,6 +278,28 @@ def run(quick: bool) -> list[Row]:
                 note=f"inference {m['infer_compile']:.1f} s",
             )
         )
+        if tuned:
+            d = _measure(name, batch, infer_batch, repeats, compiler_options={})
+            rows.append(
+                Row(
+                    SECTION,
+                    f"{name} tuned vs XLA-default options: train step",
+                    1.0 / m["step_time"],
+                    "steps/s",
+                    ratio=d["step_time"] / m["step_time"],
+                    note=f"XLA defaults {d['step_time']:.3f} s/step (YNNPACK convolutions)",
+                )
+            )
+            rows.append(
+                Row(
+                    SECTION,
+                    f"{name} tuned vs XLA-default options: inference",
+                    m["fps"],
+                    "frames/s",
+                    ratio=m["fps"] / d["fps"],
+                    note=f"XLA defaults {d['fps']:.0f} frames/s",
+                )
+            )
         if name in TOOLKIT:
             torch_ref = _torch_reference(name, batch, repeats)
             if torch_ref is None:
@@ -227,7 +313,17 @@ def run(quick: bool) -> list[Row]:
                         1.0 / m["step_time"],
                         "steps/s",
                         ratio=torch_ref[0] / m["step_time"],
-                        note=f"PyTorch {torch_ref[0]:.3f} s/step, {torch_ref[1]:.0f} frames/s",
+                        note=f"PyTorch {torch_ref[0]:.3f} s/step",
                     )
                 )
-    return rows
+                rows.append(
+                    Row(
+                        SECTION,
+                        f"{name} inference vs plain PyTorch (this run)",
+                        m["fps"],
+                        "frames/s",
+                        ratio=m["fps"] / torch_ref[1],
+                        note=f"PyTorch {torch_ref[1]:.0f} frames/s",
+                    )
+                )
+    return rows + _conv_rows(32, max(repeats, 5)) + _conv_rows(64, max(repeats, 5))
