@@ -1,15 +1,15 @@
 """XLA compiler options for the networks' jitted functions, and ``jit`` with them applied.
 
 On XLA:CPU (jaxlib 0.10) convolutions are handed by default to the YNNPACK library, whose 3x3
-convolutions here are 1.5-4x slower than XLA's own (Eigen) kernels, their weight gradients most of all
-(64 -> 64 channels, batch 64, 33x33: weight gradient 185 ms vs 42 ms; forward 47 ms vs 22 ms). Turning
-the YNNPACK fusions off for the networks' programs roughly halves a training step on a CPU
+convolutions here are 1.6-3.9x slower than XLA's own (Eigen) kernels, their weight gradients most of all
+(64 -> 64 channels, batch 64, 33x33: weight gradient 136 ms vs 35 ms; forward 37.5 ms vs 21 ms).
+Turning the YNNPACK fusions off makes a convolutional network's training step 1.9x faster on a CPU
 (``python -m experiments.bench --only models`` runs both side by side). The option changes which
 kernels run, not what is computed: results agree to float32 rounding.
 
 For inference alone (no gradients), the 32-channel networks (ISTA-Net, ISTA-Net+) run faster with
 YNNPACK's element-wise and reduction fusions on (it then fuses convolutions with their activations):
-ISTA-Net 553 vs 406 frames/s at batch 64; DISTA-Net and LISTA do not, and keep them off
+ISTA-Net about 550 vs 400 frames/s at batch 64; DISTA-Net and LISTA do not, and keep them off
 (:data:`INFERENCE_FUSIONS`, measured by the same benchmark).
 
 Use :func:`jit` (or pass :func:`compiler_options` to ``jax.jit``) for your own functions that run the
