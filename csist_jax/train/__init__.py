@@ -3,6 +3,7 @@
 from csist_jax.train.train import (
     default_config,
     evaluate,
+    init_state,
     loss_fn,
     make_apply,
     make_mesh,
@@ -16,6 +17,7 @@ from csist_jax.train.train import (
 __all__ = [
     "default_config",
     "evaluate",
+    "init_state",
     "loss_fn",
     "make_apply",
     "make_mesh",

@@ -112,6 +112,19 @@ def stage_monitors(params) -> dict:
     return out
 
 
+def init_state(variables, optimizer) -> dict:
+    """The training state :func:`make_train_step` updates: step, params, constants, optimiser state and
+    the best validation CSO-mAP so far (-1 before any) with its step."""
+    return {
+        "step": jnp.zeros((), jnp.int32),
+        "params": variables["params"],
+        "constants": variables["constants"],
+        "opt_state": optimizer.init(variables["params"]),
+        "best_map": jnp.full((), -1.0, jnp.float32),
+        "best_step": jnp.zeros((), jnp.int32),
+    }
+
+
 def _jit(compiler_options):
     """:func:`csist_jax.models.jit` (tuned options), or ``jax.jit`` with exactly ``compiler_options``."""
     if compiler_options is None:
@@ -289,14 +302,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     images0 = jnp.zeros((n_dev, module.size, module.size), jnp.float32)
     variables = module.init(jax.random.PRNGKey(config.seed), images0)
-    state = {
-        "step": jnp.zeros((), jnp.int32),
-        "params": variables["params"],
-        "constants": variables["constants"],
-        "opt_state": optimizer.init(variables["params"]),
-        "best_map": jnp.full((), -1.0, jnp.float32),
-        "best_step": jnp.zeros((), jnp.int32),
-    }
+    state = init_state(variables, optimizer)
     replicated = NamedSharding(mesh, P())
     batch_sharding = NamedSharding(mesh, P("data"))
 

@@ -45,14 +45,7 @@ def _measure(name: str, batch: int, infer_batch: int, repeats: int, compiler_opt
     optimizer = optax.adam(1e-4)
     mesh = train.make_mesh()
     variables = jax.jit(module.init)(jax.random.PRNGKey(0), images[:1])
-    state = {
-        "step": jnp.zeros((), jnp.int32),
-        "params": variables["params"],
-        "constants": variables["constants"],
-        "opt_state": optimizer.init(variables["params"]),
-        "best_map": jnp.full((), -1.0, jnp.float32),
-        "best_step": jnp.zeros((), jnp.int32),
-    }
+    state = train.init_state(variables, optimizer)
     state = jax.device_put(jax.tree.map(jnp.copy, state), NamedSharding(mesh, P()))
     step = train.make_train_step(module, optimizer, train.default_config(), mesh, compiler_options)
     t0 = time.perf_counter()
