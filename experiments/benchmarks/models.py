@@ -1,15 +1,51 @@
-"""Benchmark section ``models``: train steps/s, inference frames/s and compile time per network.
+"""Benchmark section ``models``: the networks' speed on whatever backend JAX sees, with references.
 
-The reference is the published toolkit's own PyTorch implementation on this 2-core CPU (torch 2.13,
-2 threads), measured once and quoted here: DISTA-Net 2.3 s per batch-64 training step and about 100
-inference frames/s, ISTA-Net 0.78 s per step and 290 frames/s. ``ratio`` = toolkit time / ours
-(``> 1``: ours faster). When ``torch`` is importable, a plain PyTorch ISTA-Net and DISTA-Net written
-here (same layers, batch-64 step with Adam) run side by side in the same process as a second reference.
+    python -m experiments.bench --only models            # the full check (under 6 minutes on one GPU)
+    python -m experiments.bench --only models --quick    # ISTA-Net and DISTA-Net only, smaller sizes
+
+Rows, in order:
+
+* ``environment``: device kind and count, jax / jaxlib / CUDA plugin / torch versions, the date: quote
+  the other rows with it.
+* Per network of :data:`csist_jax.models.MODEL_NAMES` (ISTA-Net and DISTA-Net with ``--quick``): the
+  training step (``train.make_train_step``, batch 64, Adam), inference (``train.make_apply``) at batch 64
+  and at a large batch (4,096 on a GPU/TPU; 512 on a CPU, 128 with ``--quick``), bfloat16 inference at
+  the large batch (variables' floating leaves and images cast to ``bfloat16``; the ratio is bfloat16 over
+  float32, the note gives the largest difference to the float32 maps), compile times.
+* ISTA-Net and DISTA-Net against a plain PyTorch version of the same network (written here: same layers,
+  batch-64 step with Adam, ``torch.no_grad`` inference) on the same device in the same process: CUDA when
+  ``torch.cuda.is_available()``, else the CPU with 2 threads. ``ratio`` = PyTorch time / ours.
+* ``batched vs per-sample loop (before)``: the networks as they run now against ``batch_exact=True``
+  (the per-sample ``lax.map`` loop every network ran before), train step and batch-64 inference;
+  ``ratio`` = loop time / batched time. Skipped when the installed networks have no such field.
+* ``refine.localize`` on real CSIST-100K frames at a large batch (4,096 on a GPU/TPU, 1,024 on a CPU)
+  and, on an accelerator, at batch 64 (the continuous localiser should gain from the batch as the
+  networks do).
+* DeRefNet inference on windows of 5 frames (1,024 windows on an accelerator, 32 on a CPU; not with
+  ``--quick``).
+* On a CPU only: the published toolkit's own PyTorch timings (quoted constants, :data:`TOOLKIT`), and
+  without ``--quick`` the tuned compiler options against XLA's defaults and the 3x3 convolution
+  primitives against PyTorch.
+
+Times are medians of 30 calls after two untimed ones on an accelerator (10 with ``--quick``; 3 on a CPU,
+2 with ``--quick``), each call waited on (``jax.block_until_ready``, ``torch.cuda.synchronize``). Functions
+compared side by side in JAX are called alternately (a, b, a, b, ...), so a shared CPU's changing load
+reaches both alike. The ``target`` column states what the README claims; ``[met]`` / ``[NOT met]`` at the
+start of the note says whether this run meets it. On an accelerator an optional row (the loop
+comparison, the batch-64 localiser, DeRefNet) runs only if the section is then expected to end within
+:data:`ACCELERATOR_LIMIT_S` seconds (estimated from the compile times measured so far); otherwise a row
+says it was skipped. Progress lines go to stderr.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import importlib.metadata
+import os
+import sys
 import time
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -18,12 +54,73 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from csist_jax import models, train
+from csist_jax import models, physics, train
 from experiments.benchmarks.common import Row, best_time
 
 SECTION = "models"
-#: (seconds per batch-64 training step, inference frames/s) of the toolkit's PyTorch code on this CPU
+#: quoted constants, not measured here: (seconds per batch-64 training step, inference frames/s) of the
+#: published toolkit's own PyTorch code on this project's 2-core CPU (torch 2.13, 2 threads)
 TOOLKIT = {"dista_net": (2.3, 100.0), "ista_net": (0.78, 290.0)}
+#: the networks with a plain PyTorch version below
+TORCH_NETWORKS = ("ista_net", "dista_net")
+#: on an accelerator, an optional row runs only if the section is expected to end within this (seconds)
+ACCELERATOR_LIMIT_S = 330.0
+#: a guess at DeRefNet's compile and run time on an accelerator (seconds), for that check
+DEREFNET_ESTIMATE_S = 60.0
+#: the README's accelerator claims: ours / PyTorch ratios and DISTA-Net's large-batch frames/s
+TARGET_TRAIN, TARGET_INFER, TARGET_INFER_LARGE = 2.0, 2.5, 3.0
+TARGET_DISTA_FPS, TARGET_DISTA_FPS_BF16 = 60_000.0, 100_000.0
+#: batched against the per-sample loop: a ratio this close below 1 is reported as even (timing noise)
+LOOP_TOLERANCE = 0.05
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    accelerator: bool
+    batch: int  # training batch and the small inference batch
+    large: int  # the large inference batch
+    repeats: int  # timed calls per measurement (median)
+    loop_repeats: int  # timed calls for the per-sample loop (before) rows
+    warmup: int  # untimed calls after the first (compiling) one
+    localize_batch: int
+    networks: tuple
+    loop_networks: tuple  # the networks with before/after rows
+    torch_large: bool  # PyTorch inference at the large batch too
+    compare_options: bool  # CPU: tuned against XLA-default compiler options
+    derefnet_batch: int  # DeRefNet windows per call (0: no DeRefNet row)
+
+
+def _plan(quick: bool) -> _Plan:
+    if jax.default_backend() != "cpu":
+        return _Plan(
+            accelerator=True,
+            batch=64,
+            large=4096,
+            repeats=10 if quick else 30,
+            loop_repeats=5 if quick else 10,
+            warmup=2,
+            localize_batch=4096,
+            networks=TORCH_NETWORKS if quick else models.MODEL_NAMES,
+            loop_networks=TORCH_NETWORKS,
+            torch_large=True,
+            compare_options=False,
+            derefnet_batch=0 if quick else 1024,
+        )
+    networks = TORCH_NETWORKS if quick else models.MODEL_NAMES
+    return _Plan(
+        accelerator=False,
+        batch=64,
+        large=128 if quick else 512,
+        repeats=2 if quick else 3,
+        loop_repeats=2 if quick else 3,
+        warmup=0,
+        localize_batch=256 if quick else 1024,
+        networks=networks,
+        loop_networks=networks,
+        torch_large=not quick,
+        compare_options=not quick,
+        derefnet_batch=0 if quick else 32,
+    )
 
 
 def _inputs(batch: int, seed: int = 0):
@@ -34,54 +131,228 @@ def _inputs(batch: int, seed: int = 0):
     return images, np.concatenate([xy, bright], -1).astype(np.float32)
 
 
-def _measure(name: str, batch: int, infer_batch: int, repeats: int, compiler_options=None) -> dict:
-    """Train-step seconds, inference frames/s and compile times of ``name``.
+def _timed(fns: list[Callable[[], object]], repeats: int, warmup: int = 0) -> list[tuple[float, float]]:
+    """``(first call seconds, median seconds of `repeats` further calls)`` for each of ``fns``.
 
-    ``compiler_options``: ``None`` for the tuned options of :func:`csist_jax.models.compiler_options`
-    (what training and evaluation use), ``{}`` for XLA's defaults.
-    """
-    module = models.create(name)
-    images, targets = _inputs(batch)
-    optimizer = optax.adam(1e-4)
-    mesh = train.make_mesh()
-    variables = jax.jit(module.init)(jax.random.PRNGKey(0), images[:1])
-    state = train.init_state(variables, optimizer)
-    state = jax.device_put(jax.tree.map(jnp.copy, state), NamedSharding(mesh, P()))
-    step = train.make_train_step(module, optimizer, train.default_config(), mesh, compiler_options)
-    t0 = time.perf_counter()
-    state, measured = step(state, images, targets)
-    jax.block_until_ready(measured["loss"])
-    first = time.perf_counter() - t0
-    holder = {"state": state}
-
-    def one_step():
-        holder["state"], m = step(holder["state"], images, targets)
-        return m["loss"]
-
-    step_time = best_time(one_step, repeats=repeats)
-    apply = train.make_apply(module, mesh, compiler_options)
-    infer_images, _ = _inputs(infer_batch, 1)
-    t0 = time.perf_counter()
-    jax.block_until_ready(apply(variables, infer_images))
-    infer_first = time.perf_counter() - t0
-    infer_time = best_time(lambda: apply(variables, infer_images), repeats=max(repeats, 5))
-    return {
-        "step_time": step_time,
-        "compile": max(first - step_time, 0.0),
-        "fps": infer_batch / infer_time,
-        "infer_compile": max(infer_first - infer_time, 0.0),
-    }
+    Every call is blocked on. The first call includes the compilation; ``warmup`` more untimed calls
+    follow it. The timed calls of several functions alternate (a, b, a, b, ...), so that a change in the
+    machine's load (a shared CPU) reaches all of them alike and their ratio stays meaningful."""
+    firsts = []
+    for fn in fns:
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        firsts.append(time.perf_counter() - t0)
+    for fn in fns:
+        for _ in range(warmup):
+            jax.block_until_ready(fn())
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, spent in zip(fns, times):
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn())
+            spent.append(time.perf_counter() - t0)
+    return [(first, float(np.median(spent))) for first, spent in zip(firsts, times)]
 
 
-def _torch_reference(name: str, batch: int, repeats: int):
-    """(step seconds, frames/s) of a plain PyTorch version of ``name``, or None without torch."""
+def _verdict(value: float, minimum: float, tolerance: float = 0.0) -> str:
+    """``[met]`` when ``value >= minimum``; ``[even]`` when within ``tolerance`` (relative) below it."""
+    if value >= minimum:
+        return "[met] "
+    if value >= minimum * (1.0 - tolerance):
+        return f"[even, within {100 * tolerance:.0f}%] "
+    return "[NOT met] "
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _torch():
+    """``(torch, device)`` with device ``"cuda"`` when PyTorch sees a GPU, else ``"cpu"``; None without."""
     try:
         import torch
     except ImportError:
         return None
+    if torch.cuda.is_available():
+        return torch, "cuda"
     torch.set_num_threads(2)
+    return torch, "cpu"
+
+
+def _environment_row(plan: _Plan) -> Row:
+    device = jax.devices()[0]
+    kind = getattr(device, "device_kind", device.platform)
+    parts = [f"jax {jax.__version__}", f"jaxlib {_version('jaxlib')}"]
+    for plugin in ("jax-cuda12-plugin", "jax-cuda13-plugin", "libtpu"):
+        if _version(plugin):
+            parts.append(f"{plugin} {_version(plugin)}")
+    ref = _torch()
+    if ref is None:
+        parts.append("torch not installed")
+    else:
+        torch, where = ref
+        cuda = f" (CUDA {torch.version.cuda}, {torch.cuda.get_device_name()})" if where == "cuda" else ""
+        parts.append(f"torch {torch.__version__} on {where}{cuda}")
+    if not plan.accelerator:
+        parts.append(f"{os.cpu_count()} CPU cores")
+    parts.append(datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+    name = f"environment: {jax.default_backend()} {kind}"
+    return Row(SECTION, name[:52], jax.device_count(), "devices", note=", ".join(parts))
+
+
+def _variables(module, images):
+    return jax.jit(module.init)(jax.random.PRNGKey(0), images[:1])
+
+
+def _train_fn(module, variables, images, targets, compiler_options=None) -> Callable[[], jax.Array]:
+    """One call = one ``train.make_train_step`` update (Adam, batch on the device); returns the loss."""
+    optimizer = optax.adam(1e-4)
+    mesh = train.make_mesh()
+    state = train.init_state(variables, optimizer)
+    # distinct buffers: the state is donated, and initialisers may return one array twice
+    state = jax.device_put(jax.tree.map(jnp.copy, state), NamedSharding(mesh, P()))
+    sharded = NamedSharding(mesh, P("data"))
+    images, targets = jax.device_put(images, sharded), jax.device_put(targets, sharded)
+    step = train.make_train_step(module, optimizer, train.default_config(), mesh, compiler_options)
+    holder = {"state": state}
+
+    def one_step():
+        holder["state"], measured = step(holder["state"], images, targets)
+        return measured["loss"]
+
+    return one_step
+
+
+def _apply_fn(module, variables, images, compiler_options=None) -> Callable[[], jax.Array]:
+    """One call = ``train.make_apply(module)(variables, images)`` with the images on the device."""
+    mesh = train.make_mesh()
+    apply = train.make_apply(module, mesh, compiler_options)
+    images = jax.device_put(images, NamedSharding(mesh, P("data")))
+    return lambda: apply(variables, images)
+
+
+def _bfloat16(tree):
+    return jax.tree.map(
+        lambda a: a.astype(jnp.bfloat16) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree
+    )
+
+
+def _measure(name: str, plan: _Plan) -> dict:
+    """Train step, inference at both batches and bfloat16 inference of ``name`` as it runs now; the
+    train-step and batch-64 callables are kept for the side-by-side rows."""
+    module = models.create(name)
+    images, targets = _inputs(plan.batch)
+    large_images, _ = _inputs(plan.large, 1)
+    variables = _variables(module, images)
+    out = {"variables": variables, "images": images, "targets": targets}
+    out["train_fn"] = _train_fn(module, variables, images, targets)
+    out["infer_fn"] = _apply_fn(module, variables, images)
+    large = _apply_fn(module, variables, large_images)
+    (first, out["step"]), (infer_first, out["infer"]), (_, out["large"]) = _timed(
+        [out["train_fn"], out["infer_fn"], large], plan.repeats, plan.warmup
+    )
+    out["compile"], out["infer_compile"] = max(first - out["step"], 0.0), max(infer_first - out["infer"], 0.0)
+    out["large_bf16"] = None
+    try:
+        large16 = _apply_fn(module, _bfloat16(variables), _bfloat16(large_images))
+        ((_, seconds),) = _timed([large16], plan.repeats, plan.warmup)
+        maps16 = large16()
+    except Exception as err:  # noqa: BLE001 - the row reports the failure instead of ending the run
+        out["bf16_note"] = f"bfloat16 failed: {type(err).__name__}: {str(err).splitlines()[0][:80]}"
+        return out
+    out["large_bf16"] = seconds
+    maps = np.asarray(large(), np.float32)
+    error = np.max(np.abs(np.asarray(maps16.astype(jnp.float32)) - maps)) / max(np.max(np.abs(maps)), 1e-12)
+    if maps16.dtype == jnp.bfloat16:
+        out["bf16_note"] = f"computes in bfloat16; max |bf16 - f32| = {100 * error:.2g}% of the f32 map max"
+    else:
+        out["bf16_note"] = f"output {maps16.dtype}: this version does not compute in the input's dtype"
+    return out
+
+
+def _network_rows(name: str, plan: _Plan, m: dict) -> list[Row]:
+    b, big = plan.batch, plan.large
+    n = plan.repeats
+    toolkit = None if plan.accelerator else TOOLKIT.get(name)
+    dista = plan.accelerator and name == "dista_net"
+    step_note = f"{m['step'] * 1e3:.2f} ms/step, median of {n}"
+    infer_note = f"median of {n}"
+    if toolkit:
+        step_note += f"; toolkit (quoted) {toolkit[0]} s/step"
+        infer_note += f"; toolkit (quoted) {toolkit[1]:.0f} frames/s"
+    fps, fps_large = b / m["infer"], big / m["large"]
+    large_note = f"{fps_large / fps:.1f}x the frames/s of batch {b}"
+    if dista:
+        large_note = _verdict(fps_large, TARGET_DISTA_FPS) + large_note
+    rows = [
+        Row(
+            SECTION,
+            f"{name} train step (batch {b})",
+            1.0 / m["step"],
+            "steps/s",
+            ratio=toolkit[0] / m["step"] if toolkit else None,
+            target=">= 1.5x toolkit" if toolkit else "",
+            note=step_note,
+        ),
+        Row(
+            SECTION,
+            f"{name} inference (batch {b})",
+            fps,
+            "frames/s",
+            ratio=fps / toolkit[1] if toolkit else None,
+            target=">= 1.5x toolkit" if toolkit else "",
+            note=infer_note,
+        ),
+        Row(
+            SECTION,
+            f"{name} inference (batch {big})",
+            fps_large,
+            "frames/s",
+            target=f">= {TARGET_DISTA_FPS:,.0f} fr/s" if dista else "",
+            note=large_note,
+        ),
+    ]
+    if m["large_bf16"] is None:
+        rows.append(
+            Row(SECTION, f"{name} inference bfloat16 (batch {big})", float("nan"), "", note=m["bf16_note"])
+        )
+    else:
+        fps16 = big / m["large_bf16"]
+        note = "ratio = bfloat16 / float32; " + m["bf16_note"]
+        if dista:
+            note = _verdict(fps16, TARGET_DISTA_FPS_BF16) + note
+        rows.append(
+            Row(
+                SECTION,
+                f"{name} inference bfloat16 (batch {big})",
+                fps16,
+                "frames/s",
+                ratio=m["large"] / m["large_bf16"],
+                target=f">= {TARGET_DISTA_FPS_BF16:,.0f} fr/s" if dista else "",
+                note=note,
+            )
+        )
+    rows.append(
+        Row(
+            SECTION,
+            f"{name} compile (train step / inference)",
+            m["compile"],
+            "s",
+            note=f"inference {m['infer_compile']:.1f} s (batch {b})",
+        )
+    )
+    return rows
+
+
+def _torch_reference(name: str, plan: _Plan, ref) -> dict:
+    """Median seconds of a plain PyTorch ``name`` on ``ref = (torch, device)``: ``{"step": s, "infer":
+    {batch: s}}``, the batch-64 Adam step of the training loss and ``no_grad`` inference."""
+    torch, device = ref
     nn, F = torch.nn, torch.nn.functional
-    phi = torch.from_numpy(np.array(models.create(name).operator().matrix()))
+    phi = torch.from_numpy(np.array(physics.sampling_matrix(3))).to(device)
     hr = 33
 
     def xavier(*shape):
@@ -138,12 +409,15 @@ def _torch_reference(name: str, batch: int, repeats: int):
             return self.back(u).view(-1, hr * hr), self.back(xf) - r
 
     stage, count = (IstaStage, 9) if name == "ista_net" else (DistaStage, 6)
-    net = nn.ModuleList([stage() for _ in range(count)])
+    net = nn.ModuleList([stage() for _ in range(count)]).to(device)
     q = torch.linalg.pinv(phi)
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
-    images, _ = _inputs(batch)
-    z = torch.from_numpy(images.reshape(batch, -1))
-    label = torch.zeros(batch, hr * hr)
+
+    def frames(batch: int, seed: int):
+        return torch.from_numpy(_inputs(batch, seed)[0].reshape(batch, -1)).to(device)
+
+    z = frames(plan.batch, 0)
+    label = torch.zeros(plan.batch, hr * hr, device=device)
 
     def forward(z):
         x, syms = z @ q.T, []
@@ -159,19 +433,177 @@ def _torch_reference(name: str, batch: int, repeats: int):
         loss.backward()
         opt.step()
 
+    def sync():
+        if device == "cuda":
+            torch.cuda.synchronize()
+
     def timed(fn):
-        fn()
-        best = float("inf")
-        for _ in range(repeats):
+        for _ in range(3 if device == "cuda" else 1):
+            fn()
+        times = []
+        for _ in range(plan.repeats):
+            sync()
             t0 = time.perf_counter()
             fn()
-            best = min(best, time.perf_counter() - t0)
-        return best
+            sync()
+            times.append(time.perf_counter() - t0)
+        return float(np.median(times))
 
-    step_time = timed(train_step)
+    out = {"step": timed(train_step), "infer": {}}
+    batches = (plan.batch, plan.large) if plan.torch_large else (plan.batch,)
     with torch.no_grad():
-        infer = timed(lambda: forward(z))
-    return step_time, batch / infer
+        for i, batch in enumerate(batches):
+            zb = z if batch == plan.batch else frames(batch, i)
+            out["infer"][batch] = timed(lambda zb=zb: forward(zb))
+    return out
+
+
+def _torch_rows(name: str, plan: _Plan, m: dict, ref) -> list[Row]:
+    if ref is None:
+        note = "torch not installed: side-by-side PyTorch run skipped"
+        return [Row(SECTION, f"{name} plain PyTorch side by side", float("nan"), "", note=note)]
+    t = _torch_reference(name, plan, ref)
+    where = f"PyTorch on {ref[1]}, median of {plan.repeats}"
+    accel = plan.accelerator
+
+    def row(label, value, unit, ratio, minimum, note):
+        target = f">= {minimum:g}x" if accel else ""
+        prefix = _verdict(ratio, minimum) if accel else ""
+        return Row(SECTION, f"{name} {label}", value, unit, ratio=ratio, target=target, note=prefix + note)
+
+    rows = [
+        row(
+            f"train step vs plain PyTorch (batch {plan.batch})",
+            1.0 / m["step"],
+            "steps/s",
+            t["step"] / m["step"],
+            TARGET_TRAIN,
+            f"{where}: {t['step'] * 1e3:.2f} ms/step",
+        )
+    ]
+    for batch, seconds, minimum in (
+        (plan.batch, m["infer"], TARGET_INFER),
+        (plan.large, m["large"], TARGET_INFER_LARGE),
+    ):
+        if batch not in t["infer"]:
+            continue
+        rows.append(
+            row(
+                f"inference vs plain PyTorch (batch {batch})",
+                batch / seconds,
+                "frames/s",
+                t["infer"][batch] / seconds,
+                minimum,
+                f"{where}: {batch / t['infer'][batch]:,.0f} frames/s",
+            )
+        )
+    return rows
+
+
+def _loop_rows(name: str, plan: _Plan, m: dict) -> list[Row]:
+    """The network now against its per-sample loop (``batch_exact=True``, how every network ran before),
+    timed alternately with the batched version."""
+    cls = type(models.create(name))
+    if "batch_exact" not in cls.__dataclass_fields__:
+        note = "no batch_exact field in this version: before/after rows skipped"
+        return [Row(SECTION, f"{name} batched vs per-sample loop (before)", float("nan"), "", note=note)]
+    module = models.create(name, batch_exact=True)
+    images, variables = m["images"], m["variables"]
+    key = jax.random.PRNGKey(0)
+    if jax.tree.structure(jax.eval_shape(module.init, key, images[:1])) != jax.tree.structure(variables):
+        variables = _variables(module, images)
+    loop_train = _train_fn(module, variables, images, m["targets"])
+    loop_infer = _apply_fn(module, variables, images)
+    (_, step), (_, loop_step), (_, infer), (_, loop_infer_s) = _timed(
+        [m["train_fn"], loop_train, m["infer_fn"], loop_infer], plan.loop_repeats, plan.warmup
+    )
+    label = f"{name} batched vs per-sample loop (before)"
+    timing = f"alternate calls, median of {plan.loop_repeats}"
+    return [
+        Row(
+            SECTION,
+            f"{label}: train step",
+            1.0 / step,
+            "steps/s",
+            ratio=loop_step / step,
+            target=">= 1x",
+            note=_verdict(loop_step / step, 1.0, LOOP_TOLERANCE)
+            + f"loop {loop_step * 1e3:.1f} ms/step, batched {step * 1e3:.1f} ms/step ({timing})",
+        ),
+        Row(
+            SECTION,
+            f"{label}: inference b{plan.batch}",
+            plan.batch / infer,
+            "frames/s",
+            ratio=loop_infer_s / infer,
+            target=">= 1x",
+            note=_verdict(loop_infer_s / infer, 1.0, LOOP_TOLERANCE)
+            + f"loop {plan.batch / loop_infer_s:,.0f} frames/s ({timing})",
+        ),
+    ]
+
+
+def _options_rows(name: str, plan: _Plan, m: dict) -> list[Row]:
+    """CPU: the tuned compiler options (what training and evaluation use) against XLA's defaults."""
+    if not models.compiler_options():
+        return []
+    module = models.create(name)
+    images, variables = m["images"], m["variables"]
+    default_train = _train_fn(module, variables, images, m["targets"], compiler_options={})
+    default_infer = _apply_fn(module, variables, images, compiler_options={})
+    (_, step), (_, default_step), (_, infer), (_, default_infer_s) = _timed(
+        [m["train_fn"], default_train, m["infer_fn"], default_infer], plan.repeats, plan.warmup
+    )
+    label = f"{name} tuned vs XLA-default options"
+    return [
+        Row(
+            SECTION,
+            f"{label}: train step",
+            1.0 / step,
+            "steps/s",
+            ratio=default_step / step,
+            note=f"XLA defaults {default_step:.3f} s/step (YNNPACK convolutions); alternate calls",
+        ),
+        Row(
+            SECTION,
+            f"{label}: inference b{plan.batch}",
+            plan.batch / infer,
+            "frames/s",
+            ratio=default_infer_s / infer,
+            note=f"XLA defaults {plan.batch / default_infer_s:.0f} frames/s; alternate calls",
+        ),
+    ]
+
+
+def _localize_row(plan: _Plan, batch: int, repeats: int) -> tuple[Row, float, float]:
+    """``refine.localize`` frames/s on real CSIST-100K frames (image only, every default)."""
+    from csist_jax.data import csist100k
+    from csist_jax.refine import localize
+
+    data = csist100k.generate(seed=0, n=batch, start=2_000_000_000)
+    images = jnp.asarray(data["image"], jnp.float32)
+    warmup = min(plan.warmup, 1)
+    ((first, seconds),) = _timed([lambda: localize(images)[0]], repeats, warmup)
+    compile_s = max(first - seconds, 0.0)
+    note = f"CSIST-100K frames; compile {compile_s:.1f} s; median of {repeats}"
+    name = f"refine.localize, image only (batch {batch})"
+    return Row(SECTION, name, batch / seconds, "frames/s", note=note), batch / seconds, compile_s
+
+
+def _derefnet_row(plan: _Plan) -> Row:
+    """DeRefNet inference on windows of 5 frames (random 0..255 frames, centre indices 2..17)."""
+    n = plan.derefnet_batch
+    repeats = plan.repeats if plan.accelerator else 2
+    module = models.create("derefnet")
+    rng = np.random.default_rng(0)
+    windows = rng.uniform(0, 255, (n, 5, 11, 11)).astype(np.float32)
+    centre = (np.arange(n) % 16 + 2).astype(np.int32)
+    variables = jax.jit(module.init)(jax.random.PRNGKey(0), windows[:1], centre[:1])
+    apply = models.jit(module.apply, inference_of=module)
+    windows, centre = jnp.asarray(windows), jnp.asarray(centre)
+    ((first, seconds),) = _timed([lambda: apply(variables, windows, centre)], repeats, plan.warmup)
+    note = f"windows/s of 5 frames; compile {max(first - seconds, 0.0):.1f} s; median of {repeats}"
+    return Row(SECTION, f"derefnet inference (batch {n} windows)", n / seconds, "windows/s", note=note)
 
 
 def _jit_time(fn, args, repeats: int, options) -> float:
@@ -199,7 +631,7 @@ def _torch_conv_times(x, w, dy, repeats: int) -> dict:
 
 
 def _conv_rows(channels: int, repeats: int) -> list[Row]:
-    """The networks' main cost, one 3x3 'same' convolution at batch 64 on 33x33 maps: forward, input
+    """CPU: the networks' main cost, one 3x3 'same' convolution at batch 64 on 33x33 maps: forward, input
     gradient and weight gradient with tuned and default XLA options, and PyTorch's when importable."""
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(size=(64, 33, 33, channels)), jnp.float32)
@@ -232,91 +664,73 @@ def _conv_rows(channels: int, repeats: int) -> list[Row]:
     return rows
 
 
+def _skipped(name: str, elapsed: float, estimate: float) -> Row:
+    note = (
+        f"skipped: the section had run {elapsed:.0f} s and this row needs about {estimate:.0f} s more "
+        f"(limit {ACCELERATOR_LIMIT_S:.0f} s)"
+    )
+    return Row(SECTION, name, float("nan"), "", note=note)
+
+
 def run(quick: bool) -> list[Row]:
-    batch, infer_batch, repeats = (64, 64, 2) if quick else (64, 64, 3)
-    names = ("ista_net", "dista_net") if quick else models.MODEL_NAMES
-    tuned = models.compiler_options()
-    rows = []
-    for name in names:
-        m = _measure(name, batch, infer_batch, repeats)
-        ref = TOOLKIT.get(name)
-        rows.append(
-            Row(
-                SECTION,
-                f"{name} train step (batch {batch})",
-                1.0 / m["step_time"],
-                "steps/s",
-                ratio=ref[0] / m["step_time"] if ref else None,
-                target=">= 1.5x toolkit" if ref else "",
-                note=f"{m['step_time']:.3f} s/step" + (f"; toolkit {ref[0]} s/step" if ref else ""),
+    plan = _plan(quick)
+    start = time.perf_counter()
+
+    def elapsed() -> float:
+        return time.perf_counter() - start
+
+    def progress(what: str) -> None:
+        print(f"[models] {what} ({elapsed():.0f} s)", file=sys.stderr, flush=True)
+
+    def fits(estimate: float) -> bool:
+        return not plan.accelerator or elapsed() + estimate < ACCELERATOR_LIMIT_S
+
+    rows = [_environment_row(plan)]
+    ref = _torch()
+    deferred = []
+    for name in plan.networks:
+        m = _measure(name, plan)
+        rows += _network_rows(name, plan, m)
+        if name in TORCH_NETWORKS:
+            rows += _torch_rows(name, plan, m, ref)
+        if plan.compare_options:
+            rows += _options_rows(name, plan, m)
+        if name in plan.loop_networks:
+            if plan.accelerator:  # optional there: measured after the required rows, if time allows
+                deferred.append((name, m))
+            else:  # on a CPU right away, alternating with the batched calls
+                rows += _loop_rows(name, plan, m)
+        progress(f"{name} done")
+    localize_repeats = min(plan.repeats, 10) if plan.accelerator else 2
+    large_row, large_fps, localize_compile = _localize_row(plan, plan.localize_batch, localize_repeats)
+    rows.append(large_row)
+    progress("localize done")
+    for name, m in deferred:
+        # the loop versions compile about as long as the batched ones did
+        estimate = 1.5 * (m["compile"] + m["infer_compile"]) + 5.0
+        if fits(estimate):
+            rows += _loop_rows(name, plan, m)
+        else:
+            rows.append(_skipped(f"{name} batched vs per-sample loop (before)", elapsed(), estimate))
+        progress(f"{name} per-sample loop done")
+    if plan.accelerator and not quick:
+        estimate = localize_compile + 5.0
+        if fits(estimate):
+            small_row, small_fps, _ = _localize_row(plan, plan.batch, localize_repeats)
+            small_row.note = (
+                f"batch {plan.localize_batch} runs {large_fps / small_fps:.1f}x these frames/s; "
+                + (small_row.note)
             )
-        )
-        rows.append(
-            Row(
-                SECTION,
-                f"{name} inference (batch {infer_batch})",
-                m["fps"],
-                "frames/s",
-                ratio=m["fps"] / ref[1] if ref else None,
-                target=">= 1.5x toolkit" if ref else "",
-                note=f"toolkit {ref[1]:.0f} frames/s" if ref else "",
-            )
-        )
-        rows.append(
-            Row(
-                SECTION,
-                f"{name} compile (train step / inference)",
-                m["compile"],
-                "s",
-                note=f"inference {m['infer_compile']:.1f} s",
-            )
-        )
-        if tuned:
-            d = _measure(name, batch, infer_batch, repeats, compiler_options={})
-            rows.append(
-                Row(
-                    SECTION,
-                    f"{name} tuned vs XLA-default options: train step",
-                    1.0 / m["step_time"],
-                    "steps/s",
-                    ratio=d["step_time"] / m["step_time"],
-                    note=f"XLA defaults {d['step_time']:.3f} s/step (YNNPACK convolutions)",
-                )
-            )
-            rows.append(
-                Row(
-                    SECTION,
-                    f"{name} tuned vs XLA-default options: inference",
-                    m["fps"],
-                    "frames/s",
-                    ratio=m["fps"] / d["fps"],
-                    note=f"XLA defaults {d['fps']:.0f} frames/s",
-                )
-            )
-        if name in TOOLKIT:
-            torch_ref = _torch_reference(name, batch, repeats)
-            if torch_ref is None:
-                note = "torch not installed: side-by-side PyTorch run skipped"
-                rows.append(Row(SECTION, f"{name} plain PyTorch side by side", float("nan"), "", note=note))
-            else:
-                rows.append(
-                    Row(
-                        SECTION,
-                        f"{name} train step vs plain PyTorch (this run)",
-                        1.0 / m["step_time"],
-                        "steps/s",
-                        ratio=torch_ref[0] / m["step_time"],
-                        note=f"PyTorch {torch_ref[0]:.3f} s/step",
-                    )
-                )
-                rows.append(
-                    Row(
-                        SECTION,
-                        f"{name} inference vs plain PyTorch (this run)",
-                        m["fps"],
-                        "frames/s",
-                        ratio=m["fps"] / torch_ref[1],
-                        note=f"PyTorch {torch_ref[1]:.0f} frames/s",
-                    )
-                )
-    return rows + _conv_rows(32, max(repeats, 5)) + _conv_rows(64, max(repeats, 5))
+            rows.append(small_row)
+        else:
+            rows.append(_skipped(f"refine.localize, image only (batch {plan.batch})", elapsed(), estimate))
+        progress("localize at batch 64 done")
+    if plan.derefnet_batch:
+        if fits(DEREFNET_ESTIMATE_S):
+            rows.append(_derefnet_row(plan))
+        else:
+            rows.append(_skipped("derefnet inference", elapsed(), DEREFNET_ESTIMATE_S))
+        progress("derefnet done")
+    if not plan.accelerator and not quick:
+        rows += _conv_rows(32, 5) + _conv_rows(64, 5)
+    return rows
