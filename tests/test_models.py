@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -72,22 +74,102 @@ def test_unrolled_loop_with_untrained_stages_is_analytic_ista(images):
     np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("how", ["jax.jit", "models.jit", "models.jit inference"])
-@pytest.mark.parametrize("name", models.MODEL_NAMES)
-def test_sample_output_is_bit_identical_alone_and_in_any_batch(name, how, images):
-    module = models.create(name, stages=1)
-    variables = jax.jit(module.init)(jax.random.PRNGKey(1), images[:1])
-    if how == "jax.jit":
-        apply = jax.jit(module.apply)
+#: batch independence tolerance: max |alone - in batch| <= BATCH_RTOL * max |output| per sample
+BATCH_RTOL = 1e-5
+
+
+def _network(name: str, **fields):
+    """``(module, variables, inputs)`` of a network with 2 stages and the published layer widths
+    (DeRefNet: c = 1, 8 channels, one residual block, 5-frame windows); small enough to compile fast."""
+    rng = np.random.default_rng(7)
+    if name == "derefnet":
+        fields = {"stages": 2, "channels": 8, "residual_blocks": 1, **fields}
+        module = models.create(name, c=1, **fields)
+        inputs = (rng.uniform(0, 255, (6, 5, 11, 11)).astype(np.float32), np.array([2, 9, 4, 17, 11, 6]))
     else:
-        apply = models.jit(module.apply, inference_of=module if how.endswith("inference") else None)
+        module = models.create(name, **{"stages": 2, **fields})
+        inputs = (csist100k.generate(3, 6)["image"].astype(np.float32),)
+    variables = jax.jit(module.init)(jax.random.PRNGKey(1), *(a[:1] for a in inputs))
+    return module, variables, inputs
+
+
+ALL_NETWORKS = models.MODEL_NAMES + models.SEQUENCE_MODEL_NAMES
+
+
+@pytest.mark.parametrize("name", ALL_NETWORKS)
+def test_sample_output_does_not_depend_on_its_batch(name):
+    """Alone, in a batch of 6, reversed, and beside saturated frames: equal to float32 rounding
+    (BATCH_RTOL of the map's scale), with the tuned compiler options."""
+    module, variables, inputs = _network(name)
+    apply = models.jit(module.apply, inference_of=module)
+    full = np.asarray(apply(variables, *inputs))
+    scale = np.max(np.abs(full), axis=(1, 2))
+    assert np.all(scale > 0)
+
+    def close(got, rows):
+        err = np.max(np.abs(np.asarray(got) - full[rows]), axis=(1, 2))
+        assert np.all(err <= BATCH_RTOL * scale[rows]), (err / scale[rows]).max()
+
+    for i in range(len(full)):
+        close(apply(variables, *(a[i : i + 1] for a in inputs)), [i])
+    close(np.asarray(apply(variables, *(a[::-1] for a in inputs)))[::-1], slice(None))
+    mixed = [np.concatenate([a[:3], a[:2] * 0 + (255 if a.ndim > 1 else 3)]) for a in inputs]
+    close(np.asarray(apply(variables, *mixed))[:3], slice(0, 3))
+
+
+@pytest.mark.parametrize("name", ALL_NETWORKS)
+def test_optimised_programs_have_no_loop_over_the_batch(name):
+    """The compiled inference and training-gradient programs hold no ``while`` loop (the batch runs as
+    one batched program); the opt-in ``batch_exact`` mode, which loops over samples, does."""
+    module, variables, inputs = _network(name, stages=1)
+
+    def loss(params, *x):
+        out = module.apply({"params": params, "constants": variables["constants"]}, *x)
+        return jnp.mean(out**2)
+
+    def programs(module_):
+        apply = models.jit(module_.apply).lower(variables, *inputs).compile().as_text()
+        grad = models.jit(jax.grad(loss)).lower(variables["params"], *inputs).compile().as_text()
+        return apply, grad
+
+    def has_loop(hlo: str) -> bool:  # an HLO while instruction: "%while.3 = (...) while(%tuple.2), ..."
+        return re.search(r"\swhile\(", hlo) is not None
+
+    for text in programs(module):
+        assert not has_loop(text)
+    exact = module.clone(batch_exact=True)
+    assert has_loop(models.jit(exact.apply).lower(variables, *inputs).compile().as_text())
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="bit-identity is promised on XLA:CPU only")
+@pytest.mark.parametrize("name", models.MODEL_NAMES)
+def test_batch_exact_mode_is_bit_identical_alone_and_in_any_batch_on_cpu(name, images):
+    """The opt-in per-sample loops, under ``jax.jit`` with XLA:CPU's default options (other compiler
+    options may fuse a batch of one differently: bit-identity is not promised there)."""
+    module = models.create(name, stages=1, batch_exact=True)
+    variables = jax.jit(module.init)(jax.random.PRNGKey(1), images[:1])
+    apply = jax.jit(module.apply)
     full = np.asarray(apply(variables, images))
     for i in range(len(images)):
         np.testing.assert_array_equal(np.asarray(apply(variables, images[i : i + 1]))[0], full[i])
-    shuffled = np.asarray(apply(variables, images[::-1]))[::-1]
-    np.testing.assert_array_equal(shuffled, full)
     mixed = np.concatenate([images[:3], np.zeros_like(images[:2]) + 255.0])
     np.testing.assert_array_equal(np.asarray(apply(variables, mixed))[:3], full[:3])
+    default = models.create(name, stages=1)
+    np.testing.assert_allclose(
+        full, jax.jit(default.apply)(variables, images), rtol=0, atol=BATCH_RTOL * np.abs(full).max()
+    )
+
+
+@pytest.mark.parametrize("name", ["ista_net", "dista_net"])
+def test_bfloat16_images_and_variables_give_a_bfloat16_forward_pass(name, images):
+    module = models.create(name, stages=2)
+    variables = jax.jit(module.init)(jax.random.PRNGKey(1), images[:1])
+    full = np.asarray(module.apply(variables, images))
+    half = jax.tree.map(lambda a: a.astype(jnp.bfloat16), variables)
+    out = module.apply(half, images.astype(jnp.bfloat16))
+    assert out.dtype == jnp.bfloat16
+    # bfloat16 keeps 8 significant bits: agreement to a few percent of the map's scale
+    assert np.max(np.abs(np.asarray(out, np.float32) - full)) <= 0.1 * np.max(np.abs(full))
 
 
 def test_dynamic_conv3_is_a_per_sample_cross_correlation():

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
-from csist_jax import _checks, physics
+from csist_jax import _checks
 from csist_jax.models import layers
 from csist_jax.models.ista_net import ISTANetStage
 
@@ -109,6 +109,7 @@ class DeRefNet(nn.Module):
     channels: int = 32
     residual_blocks: int = 5
     n_frames: int = 20
+    batch_exact: bool = False
 
     @property
     def hr(self) -> int:
@@ -129,21 +130,25 @@ class DeRefNet(nn.Module):
                 f"centre_index must have shape [{n}] (one index per window), got {jnp.shape(centre_index)}"
             )
         hr, half = self.hr, t // 2
-        op = physics.sampling_operator(self.c, self.size, self.sigma)
+        z = jnp.asarray(windows)
+        if not jnp.issubdtype(z.dtype, jnp.floating):  # stored 8-bit frames
+            z = z.astype(jnp.float32)
+        dtype = z.dtype
+        z = z.reshape(n * t, self.size, self.size)
+        op = layers.network_operator(self.c, self.size, self.sigma, dtype, self.batch_exact)
 
         def q_default():
             if self.q_init is None:
                 return layers.default_q(op)
             return jnp.asarray(self.q_init, jnp.float32)
 
-        q = self.variable("constants", "q_init", q_default).value
-        z = jnp.asarray(windows, jnp.float32).reshape(n * t, self.size, self.size)
+        q = self.variable("constants", "q_init", q_default).value.astype(dtype)
         stages = [ISTANetStage(self.channels, name=f"stage_{k}") for k in range(self.stages)]
-        x, aux = layers.unroll(stages, layers.linear_init(q, z, hr), z, op)
+        x, aux = layers.unroll(stages, layers.linear_init(q, z, hr, self.batch_exact), z, op)
         x = x.reshape(n, t, hr, hr)
 
-        index = jnp.asarray(centre_index, jnp.float32)[:, None] + jnp.arange(-half, half + 1)  # [n, T]
-        ones = jnp.ones((n, t, hr * hr), jnp.float32)
+        index = jnp.asarray(centre_index, dtype)[:, None] + jnp.arange(-half, half + 1, dtype=dtype)  # [n, T]
+        ones = jnp.ones((n, t, hr * hr), dtype)
         time_encoding = nn.Dense(
             hr * hr,
             kernel_init=layers.torch_default_kernel,

@@ -22,6 +22,8 @@ weights per stage, so the count grows with ``c``.
 
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import jax.numpy as jnp
 
@@ -36,6 +38,7 @@ class DISTANetStage(nn.Module):
     dynamic_share: float = 0.3
     hidden: int = 256
     step_init: float = 0.5
+    batch_exact: bool = False
 
     @nn.compact
     def __call__(self, x, z, operator):
@@ -45,8 +48,9 @@ class DISTANetStage(nn.Module):
         main = layers.conv3(self.channels, "forward2")(
             nn.relu(layers.conv3(self.channels, "forward1")(r[..., None]))
         )
-        hidden = layers.PerSampleDense(self.hidden, hr * hr, name="kernel_in")(x.reshape(n, hr * hr))
-        kernels = layers.PerSampleDense(9, self.hidden, name="kernel_out")(hidden).reshape(n, 3, 3)
+        dense = functools.partial(layers.Dense, exact=self.batch_exact)
+        hidden = dense(self.hidden, hr * hr, name="kernel_in")(x.reshape(n, hr * hr))
+        kernels = dense(9, self.hidden, name="kernel_out")(hidden).reshape(n, 3, 3)
         dyn = nn.sigmoid(layers.dynamic_conv3(r, kernels))
         x_f = (1.0 - self.dynamic_share) * main + self.dynamic_share * dyn[..., None]
         theta = layers.LSKThreshold(self.channels, name="threshold")(x_f)
@@ -73,7 +77,14 @@ class DISTANet(layers.UnfoldingNetwork):
 
     def make_stages(self, q, operator):
         return [
-            DISTANetStage(self.channels, self.dynamic_share, self.hidden, self.step_init, name=f"stage_{k}")
+            DISTANetStage(
+                self.channels,
+                self.dynamic_share,
+                self.hidden,
+                self.step_init,
+                self.batch_exact,
+                name=f"stage_{k}",
+            )
             for k in range(self.stages)
         ]
 

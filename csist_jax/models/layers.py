@@ -95,14 +95,14 @@ def analytic_ista_stage(step, lam, *, nonneg: bool = True) -> Callable:
 
 
 def per_sample(fn: Callable) -> Callable:
-    """``fn`` applied to each sample of its (batched) arguments in turn: a loop over the leading axis.
+    """``fn`` applied to each sample of its (batched) arguments in turn: a ``lax.map`` over the batch.
 
-    XLA:CPU picks matrix-product kernels (and einsum contraction orders) by operand shape, so a product
-    whose rows are the batch can round differently for a batch of 1, 2 or 64. The loop runs the same
-    per-sample program whatever the batch, so a sample's output is bit-identical alone and in any batch.
-    The networks route every product that contracts within a sample but is batched over samples (the
-    operator, ``Q z``, DISTA-Net's kernel MLP, LISTA's layers) through it; convolutions are
-    row-independent already and stay batched.
+    Only the opt-in ``batch_exact`` mode of the networks uses it. XLA picks matrix-product kernels by
+    operand shape (XLA:CPU's Eigen blocking, cuBLAS/cuDNN algorithms), so a product whose rows are the
+    batch can round differently for a batch of 1, 2 or 64; running one sample at a time makes a
+    sample's output bit-identical alone and in any batch on XLA:CPU. It serialises the batch into many
+    small kernels, which on a GPU/TPU costs several times the batched program's time, and even then the
+    convolutions (cuDNN) may still differ across batch sizes on a GPU.
     """
 
     def mapped(*args):
@@ -111,13 +111,20 @@ def per_sample(fn: Callable) -> Callable:
     return mapped
 
 
+def rows(fn: Callable, exact: bool = False) -> Callable:
+    """``fn`` (written for a batch of row vectors, e.g. ``lambda v: v @ W.T``) as one batched product,
+    or with ``exact=True`` one sample at a time (:func:`per_sample`, the ``batch_exact`` mode)."""
+    return per_sample(fn) if exact else fn
+
+
 @functools.partial(jax.tree_util.register_dataclass, data_fields=["base"], meta_fields=[])
 @dataclasses.dataclass(frozen=True)
 class PerSampleOperator:
     """A sampling operator (``csist_jax.physics``) whose ``forward``/``adjoint`` loop over the batch.
 
-    Same interface and values as ``base`` (it calls ``base.forward``/``base.adjoint`` on one map at a
-    time), with outputs independent of the batch composition bit for bit (see :func:`per_sample`).
+    Used only by the opt-in ``batch_exact`` mode. Same interface and values as ``base`` (it calls
+    ``base.forward``/``base.adjoint`` on one map at a time), bit-identical across batch compositions on
+    XLA:CPU (see :func:`per_sample`).
     """
 
     base: object
@@ -151,23 +158,34 @@ class PerSampleOperator:
         return self.base.norm_squared(*args, **kwargs)
 
 
-def linear_init(q: Float[Array, "hr2 m2"], z: Float[Array, "n m m"], hr: int) -> Float[Array, "n hr hr"]:
-    """``x_0 = Q z`` per image (row-major flattening, SPEC sec. 2), one image at a time."""
-    flat = per_sample(lambda v: q @ v)(z.reshape(z.shape[0], -1))
+def network_operator(c: int, size: int, sigma: float, dtype, exact: bool = False):
+    """The analytic ``Phi`` a network runs, in the network's compute ``dtype``; per sample when ``exact``."""
+    op = physics.sampling_operator(c, size, sigma)
+    op = jax.tree.map(lambda a: a.astype(dtype), op)
+    return PerSampleOperator(op) if exact else op
+
+
+def linear_init(
+    q: Float[Array, "hr2 m2"], z: Float[Array, "n m m"], hr: int, exact: bool = False
+) -> Float[Array, "n hr hr"]:
+    """``x_0 = Q z`` per image (row-major flattening, SPEC sec. 2), as one ``[n, m^2] @ Q^T`` product."""
+    flat = rows(lambda v: v @ q.T, exact)(z.reshape(z.shape[0], -1))
     return flat.reshape(z.shape[0], hr, hr)
 
 
-class PerSampleDense(nn.Module):
-    """``y = x W + b`` computed sample by sample (:func:`per_sample`), PyTorch's ``nn.Linear`` init."""
+class Dense(nn.Module):
+    """``y = x W + b`` over a batch of rows with PyTorch's ``nn.Linear`` initialisation (one product;
+    per sample with ``exact``, see :func:`rows`)."""
 
     features: int
     in_features: int
+    exact: bool = False
 
     @nn.compact
     def __call__(self, x: Float[Array, "n d"]) -> Float[Array, "n f"]:
         kernel = self.param("kernel", torch_default_kernel, (self.in_features, self.features))
         bias = self.param("bias", torch_default_bias(self.in_features), (self.features,))
-        return per_sample(lambda v: v @ kernel + bias)(x)
+        return rows(lambda v: v @ kernel + bias, self.exact)(x)
 
 
 def default_q(operator, ridge: float = 1e-3) -> Float[Array, "hr2 m2"]:
@@ -320,20 +338,31 @@ class UnfoldingNetwork(nn.Module):
     ``Q`` (``[hr^2, size^2]``) is a fixed matrix, not a parameter: it lives in the ``"constants"``
     collection, initialised from ``q_init`` (e.g. :func:`csist_jax.physics.q_init` on training labels)
     or, when that is ``None``, from :func:`default_q`.
+
+    Every product is batched: one program for the whole batch, no loop over samples. A sample's output
+    does not depend on the other samples of its batch up to float rounding (XLA picks kernels by
+    operand shape; tested at 1e-5 of the map's scale on every backend, ``tests/test_models.py``).
+    ``batch_exact=True`` (off by default) runs the products that contract within a sample one sample at
+    a time instead (:func:`per_sample`): bit-identical outputs alone and in any batch on XLA:CPU, at the
+    cost of serialising the batch (several times slower on a GPU).
+
+    The network computes in the dtype of its (floating) input: float32 by default; bfloat16 images with
+    bfloat16 variables give a bfloat16 forward pass (the operator and ``Q`` are cast to match).
     """
 
     c: int = 3
     size: int = 11
     sigma: float = 0.5
     q_init: np.ndarray | None = None
+    batch_exact: bool = False
 
     @property
     def hr(self) -> int:
         return self.size * self.c
 
-    def operator(self) -> PerSampleOperator:
-        """The analytic ``Phi`` of this network (applied one sample at a time, :func:`per_sample`)."""
-        return PerSampleOperator(physics.sampling_operator(self.c, self.size, self.sigma))
+    def operator(self, dtype=jnp.float32):
+        """The analytic ``Phi`` of this network in ``dtype`` (per sample in the ``batch_exact`` mode)."""
+        return network_operator(self.c, self.size, self.sigma, dtype, self.batch_exact)
 
     def make_stages(self, q: Float[Array, "hr2 m2"], operator) -> list:
         """The stage modules, in order (``q`` and ``operator`` are there for initialisers that need them)."""
@@ -356,10 +385,10 @@ class UnfoldingNetwork(nn.Module):
         _checks.trailing_shape("images", images, (self.size, self.size))
         if images.ndim != 3:
             raise ValueError(f"images must have shape [n, {self.size}, {self.size}], got {images.shape}")
-        op = self.operator()
         z = jnp.asarray(images)
         if not jnp.issubdtype(z.dtype, jnp.floating):  # stored 8-bit frames
             z = z.astype(jnp.float32)
+        op = self.operator(z.dtype)
         q = self._q(op).astype(z.dtype)
-        x, aux = unroll(self.make_stages(q, op), linear_init(q, z, self.hr), z, op)
+        x, aux = unroll(self.make_stages(q, op), linear_init(q, z, self.hr, self.batch_exact), z, op)
         return (x, aux) if return_aux else x

@@ -28,6 +28,7 @@ class LISTAStage(nn.Module):
 
     q: jnp.ndarray
     theta: float
+    batch_exact: bool = False
 
     @nn.compact
     def __call__(self, x, z, operator):
@@ -39,7 +40,8 @@ class LISTAStage(nn.Module):
         )
         B = self.param("B", lambda key: jnp.array(self.q, jnp.float32, copy=True))
         threshold = self.param("threshold", nn.initializers.constant(self.theta), (cells,))
-        r = layers.per_sample(lambda v, y: W @ v + B @ y)(x.reshape(n, cells), z.reshape(n, -1))
+        step = layers.rows(lambda v, y: v @ W.T + y @ B.T, self.batch_exact)
+        r = step(x.reshape(n, cells), z.reshape(n, -1))
         x_next = soft_threshold(r, jnp.maximum(threshold, 0.0))
         return x_next.reshape(n, hr, hr), {}
 
@@ -55,7 +57,7 @@ class LISTA(layers.UnfoldingNetwork):
             G = np.asarray(physics.separable_factor(self.c, self.size, self.sigma), np.float64)
         # ||Phi||_2^2 = ||kron(G, G)||_2^2 = ||G||_2^4
         theta = self.lam / (1.001 * np.linalg.norm(G, 2) ** 4)
-        return [LISTAStage(q, theta, name=f"stage_{k}") for k in range(self.stages)]
+        return [LISTAStage(q, theta, self.batch_exact, name=f"stage_{k}") for k in range(self.stages)]
 
 
 __all__ = ["LISTA", "LISTAStage"]
