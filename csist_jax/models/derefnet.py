@@ -32,8 +32,9 @@ from csist_jax.models import layers
 from csist_jax.models.ista_net import ISTANetStage
 
 
-def bilinear_sample(x: Float[Array, "h w c"], py: Float[Array, "h w"], px: Float[Array, "h w"]) -> Array:
-    """``x`` read at fractional positions ``(py, px)`` by bilinear interpolation, zero outside the map."""
+def bilinear_sample(x: Float[Array, "h w c"], py: Float[Array, "..."], px: Float[Array, "..."]) -> Array:
+    """``x`` read at fractional positions ``(py, px)`` (any shape ``S``) by bilinear interpolation, zero
+    outside the map: ``[*S, c]``."""
     h, w = x.shape[:2]
     y0, x0 = jnp.floor(py), jnp.floor(px)
     out = 0.0
@@ -55,19 +56,17 @@ def deform_conv3(
 
     ``out[p] = sum_k W_k x(p + p_k + dp_k)`` over the nine taps ``p_k``; ``offsets[..., 2k]`` is the row
     (``dy``) and ``offsets[..., 2k+1]`` the column (``dx``) shift of tap ``k = 3a + b``. With zero offsets
-    this is the ordinary 3x3 cross-correlation with zero padding.
+    this is the ordinary 3x3 cross-correlation with zero padding. The nine taps are sampled together
+    (one bilinear read of ``[n, h, w, 9]`` positions) and contracted with the kernel in one product.
     """
-    h, w = x.shape[1:3]
+    n, h, w, c = x.shape
     rows, cols = jnp.meshgrid(jnp.arange(h, dtype=x.dtype), jnp.arange(w, dtype=x.dtype), indexing="ij")
-    out = 0.0
-    for a in range(3):
-        for b in range(3):
-            k = 3 * a + b
-            py = rows + (a - 1) + offsets[..., 2 * k]
-            px = cols + (b - 1) + offsets[..., 2 * k + 1]
-            sampled = jax.vmap(bilinear_sample)(x, py, px)
-            out = out + sampled @ kernel[a, b]
-    return out
+    tap_rows = jnp.repeat(jnp.arange(-1, 2, dtype=x.dtype), 3)  # tap k = 3a + b: row a - 1
+    tap_cols = jnp.tile(jnp.arange(-1, 2, dtype=x.dtype), 3)  # column b - 1
+    py = rows[..., None] + tap_rows + offsets[..., 0::2]
+    px = cols[..., None] + tap_cols + offsets[..., 1::2]
+    sampled = jax.vmap(bilinear_sample)(x, py, px)  # [n, h, w, 9, c]
+    return jnp.einsum("nhwkc,kco->nhwo", sampled, kernel.reshape(9, c, -1).astype(x.dtype))
 
 
 class DeformConv3(nn.Module):
@@ -164,15 +163,14 @@ class DeRefNet(nn.Module):
         align2 = DeformConv3(self.channels, name="align2")
         to_map = nn.Conv(1, (3, 3), padding="SAME", name="to_map")
         centre = x[:, half, :, :, None]
-        f_centre = nn.relu(extract(centre))
-        maps = []
-        for k in range(t):
-            if k == half:
-                maps.append(centre)
-                continue
-            f_k = nn.relu(extract(x[:, k, :, :, None]))
-            aligned = align1(f_k, attention(f_centre, f_k))
-            maps.append(to_map(align2(aligned, aligned)))
+        others = [k for k in range(t) if k != half]
+        # the T - 1 neighbours of every window go through the alignment together, as one batch
+        neighbours = jnp.swapaxes(x[:, others], 0, 1).reshape((t - 1) * n, hr, hr, 1)
+        f_centre = jnp.tile(nn.relu(extract(centre)), (t - 1, 1, 1, 1))
+        f_neighbours = nn.relu(extract(neighbours))
+        aligned = align1(f_neighbours, attention(f_centre, f_neighbours))
+        aligned_maps = to_map(align2(aligned, aligned)).reshape(t - 1, n, hr, hr, 1)
+        maps = [aligned_maps[others.index(k)] if k != half else centre for k in range(t)]
         stacked = jnp.concatenate(maps, axis=-1)  # [n, hr, hr, T]
         h = nn.relu(nn.Conv(self.channels, (3, 3), padding="SAME", name="tail_in")(stacked))
         for b in range(self.residual_blocks):
