@@ -1,19 +1,23 @@
-"""train_and_evaluate: logs and checkpoints, exact resume, NaN stop, and multi-device updates."""
+"""train_and_evaluate: logs and checkpoints, exact resume, unreadable checkpoints, NaN stop, the on-device
+data and multi-step calls, bfloat16 compute, profiling, and multi-device updates."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from csist_jax import models, train
-from csist_jax.data import pipeline
+from csist_jax.train import device_data, loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -23,95 +27,223 @@ def tiny_config(**overrides):
     cfg.model = "ista_net"
     cfg.model_config.stages = 1
     cfg.model_config.channels = 4
+    # equal split sizes: the data generator compiles once for both
     cfg.data.train_size = 64
-    cfg.data.val_size = 24
+    cfg.data.val_size = 64
     cfg.batch_size = 16
     cfg.num_epochs = 2
     cfg.learning_rate = 1e-3
     cfg.log_every_steps = 2
-    cfg.eval_batch_size = 24
+    cfg.eval_batch_size = 32
     cfg.progress = False
     cfg.update(overrides)
     return cfg
 
 
-def _latest_step(workdir):
-    steps = [int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit()]
-    return max(steps)
+def _steps(workdir):
+    return sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
 
 
-def test_training_writes_logs_checkpoints_and_best_network(tmp_path):
-    result = train.train_and_evaluate(tiny_config(), str(tmp_path))
+def _assert_same_params(a, b):
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """One uninterrupted tiny run (8 steps, checkpoints every 2): ``(workdir, result)``."""
+    workdir = tmp_path_factory.mktemp("reference")
+    return workdir, train.train_and_evaluate(tiny_config(checkpoint_every_steps=2), str(workdir))
+
+
+def test_training_writes_logs_checkpoints_and_best_network(reference):
+    workdir, result = reference
     assert result["step"] == 8
     for name in ("metrics.jsonl", "train.csv", "val.csv", "curves.png", "config.json"):
-        assert (tmp_path / name).is_file(), name
-    rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+        assert (workdir / name).is_file(), name
+    rows = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
     val = [r for r in rows if r["split"] == "val"]
     assert [r["step"] for r in val] == [4, 8]
     assert all(0.0 <= r["mAP"] <= 1.0 for r in val)
     train_rows = [r for r in rows if r["split"] == "train"]
+    assert [r["step"] for r in train_rows] == [2, 4, 6, 8]
     assert {"loss", "mse", "sym", "grad_norm", "step_0", "threshold_0", "images_per_s"} <= set(train_rows[0])
-    assert _latest_step(tmp_path) == 8
-    module, variables = models.load_checkpoint(tmp_path / "best")
+    assert _steps(workdir) == [6, 8]  # keep_checkpoints = 2
+    module, variables = models.load_checkpoint(workdir / "best")
     assert module.stages == 1 and module.channels == 4
-    meta = models.read_meta(tmp_path / "best")
+    meta = models.read_meta(workdir / "best")
     assert meta["info"]["step"] == result["best_step"]
+    assert result["best_val_map"] == max(r["mAP"] for r in val)
+    timing = result["timing"]
+    assert timing["steps"] == 8 and timing["train_seconds"] > 0 and timing["compile_seconds"] > 0
 
 
-def _interrupt_at(monkeypatch, calls: int, exc):
-    """Make the pipeline's ``read_samples`` raise ``exc`` on call number ``calls`` (1-based)."""
-    original = pipeline.Pipeline.read_samples
-    seen = {"n": 0}
-
-    def read_samples(self, indices):
-        seen["n"] += 1
-        if seen["n"] == calls:
-            raise exc
-        return original(self, indices)
-
-    monkeypatch.setattr(pipeline.Pipeline, "read_samples", read_samples)
-
-
-def test_killed_and_resumed_run_ends_with_the_same_parameters(tmp_path, monkeypatch):
+def test_killed_and_resumed_run_ends_with_the_same_parameters(reference, tmp_path, monkeypatch):
     cfg = tiny_config(checkpoint_every_steps=2)
-    reference = train.train_and_evaluate(cfg, str(tmp_path / "straight"))
+    dispatch = loop.TrainLoop._dispatch
+
+    def dies_at_step_7(self, first, count):
+        if first == 7:
+            raise KeyboardInterrupt
+        return dispatch(self, first, count)
+
     with monkeypatch.context() as m:
-        _interrupt_at(m, 6, KeyboardInterrupt())  # dies while fetching step 6's batch
+        m.setattr(loop.TrainLoop, "_dispatch", dies_at_step_7)
         with pytest.raises(KeyboardInterrupt):
-            train.train_and_evaluate(cfg, str(tmp_path / "resumed"))
-    assert _latest_step(tmp_path / "resumed") == 4
-    resumed = train.train_and_evaluate(cfg, str(tmp_path / "resumed"))
-    assert resumed["step"] == reference["step"] == 8
-    jax.tree.map(np.testing.assert_array_equal, resumed["params"], reference["params"])
-    steps = [json.loads(line)["step"] for line in open(tmp_path / "resumed" / "metrics.jsonl")]
+            train.train_and_evaluate(cfg, str(tmp_path))
+    # the checkpoint of step 6 was registered but not yet saved when the run died (see csist_jax.train.loop)
+    assert _steps(tmp_path) == [2, 4]
+    resumed = train.train_and_evaluate(cfg, str(tmp_path))
+    assert resumed["step"] == reference[1]["step"] == 8
+    _assert_same_params(resumed["params"], reference[1]["params"])
+    steps = [json.loads(line)["step"] for line in open(tmp_path / "metrics.jsonl")]
     assert steps == sorted(steps), "logs of the killed run after its checkpoint must be dropped"
 
 
+def _truncate_files(directory, keep_fraction: float) -> None:
+    for root, _, files in os.walk(directory):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "r+b") as f:
+                f.truncate(int(os.path.getsize(path) * keep_fraction))
+
+
+def test_an_unreadable_checkpoint_is_reported_and_the_one_before_it_used(reference, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(reference[0], workdir)
+    newest = os.path.join(workdir, "checkpoints", "8")
+    _truncate_files(newest, 0.5)  # every file of the newest checkpoint chopped in half
+    with pytest.warns(RuntimeWarning, match=f"checkpoint {newest} cannot be read"):
+        resumed = train.train_and_evaluate(tiny_config(checkpoint_every_steps=2), str(workdir))
+    # resumed from step 6, so steps 7 and 8 ran again and ended where the uninterrupted run did
+    assert resumed["timing"]["steps"] == 2
+    _assert_same_params(resumed["params"], reference[1]["params"])
+    assert _steps(workdir) == [6, 8]
+    assert os.listdir(str(workdir / "checkpoints") + ".unreadable") == ["8"]
+
+
+def test_no_readable_checkpoint_stops_with_an_error_naming_the_directory(reference, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(reference[0], workdir)
+    _truncate_files(workdir / "checkpoints", 0.0)  # every file of every checkpoint emptied
+    directory = os.path.join(workdir, "checkpoints")
+    with (
+        pytest.warns(RuntimeWarning),
+        pytest.raises(RuntimeError, match=f"no readable checkpoint in {directory}"),
+    ):
+        train.train_and_evaluate(tiny_config(checkpoint_every_steps=2), str(workdir))
+
+
 def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    original = pipeline.Pipeline.read_samples
-    seen = {"n": 0}
+    batch = device_data.DeviceDataset.batch
 
-    def poisoned(self, indices):
-        seen["n"] += 1
-        out = original(self, indices)
-        if seen["n"] >= 4:  # from step 4 on the frames are corrupt
-            out["image"] = np.full(out["image"].shape, np.nan, np.float32)
-        return out
+    def poisoned(self, arrays, order, step):
+        images, targets = batch(self, arrays, order, step)
+        # from step 4 on (state step 3, counting from 0) the frames are corrupt
+        return jnp.where(step >= 3, jnp.nan, images), targets
 
-    monkeypatch.setattr(pipeline.Pipeline, "read_samples", poisoned)
+    monkeypatch.setattr(device_data.DeviceDataset, "batch", poisoned)
     with pytest.raises(FloatingPointError, match=r"loss is nan at step 4.*last good checkpoint \(step 2\)"):
         train.train_and_evaluate(tiny_config(checkpoint_every_steps=2), str(tmp_path))
-    assert _latest_step(tmp_path) == 2
+    assert _steps(tmp_path) == [2]
 
 
-def test_bad_config_raises_clear_errors(tmp_path):
-    with pytest.raises(ValueError, match="config.model"):
-        train.train_and_evaluate(tiny_config(model="resnet"), str(tmp_path))
-    with pytest.raises(ValueError, match="config.learning_rate"):
-        train.train_and_evaluate(tiny_config(learning_rate=-1.0), str(tmp_path))
-    with pytest.raises(ValueError, match="data.source"):
-        cfg = tiny_config()
-        cfg.data.source = "ftp"
+def test_several_steps_per_call_give_the_same_run(reference, tmp_path):
+    """steps_per_call = 4: two calls of a lax.scan over 4 steps, the same batches as single steps; the
+    second call is traced by the profiler (config.profile_steps)."""
+    cfg = tiny_config(steps_per_call=4, log_every_steps=4, profile_steps="5,8")
+    result = train.train_and_evaluate(cfg, str(tmp_path))
+    traces = [f for _, _, files in os.walk(tmp_path / "profile") for f in files]
+    assert any(f.endswith(".xplane.pb") for f in traces), traces
+    assert result["step"] == 8
+    for a, b in zip(jax.tree.leaves(result["params"]), jax.tree.leaves(reference[1]["params"])):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert [r["step"] for r in rows if r["split"] == "train"] == [4, 8]
+
+
+def test_schedule_groups_steps_into_calls_between_flush_points():
+    schedule = loop.Schedule(total_steps=20, steps_per_epoch=10, steps_per_call=4, log_every=5)
+    # flush points every 5 steps end calls: 4 steps where none falls inside them, else one step up to it
+    expected = [(1, 4), (5, 1), (6, 4), (10, 1), (11, 4), (15, 1), (16, 4), (20, 1)]
+    assert list(schedule.calls(0)) == expected
+    schedule = loop.Schedule(total_steps=24, steps_per_epoch=12, steps_per_call=4, log_every=4)
+    assert list(schedule.calls(0)) == [(1, 4), (5, 4), (9, 4), (13, 4), (17, 4), (21, 4)]
+    assert list(schedule.calls(8)) == [(9, 4), (13, 4), (17, 4), (21, 4)]
+    assert [s for s in range(1, 25) if schedule.evaluates(s)] == [12, 24]
+    assert [s for s in range(1, 25) if schedule.checkpoints(s)] == [12, 24]
+
+
+def test_batch_order_is_a_device_permutation_fixed_by_seed_and_epoch():
+    rng = np.random.default_rng(0)
+    arrays = {
+        "image": rng.integers(0, 255, (50, 11, 11), dtype=np.uint8),
+        "targets": rng.uniform(0, 10, (50, 5, 3)).astype(np.float32),
+    }
+    mesh = train.make_mesh()
+    data = device_data.DeviceDataset(arrays, batch_size=8, seed=3, mesh=mesh)
+    assert data.steps_per_epoch == 6  # the last 2 frames of each epoch's order are left out
+    order = np.asarray(data.epoch_order(1))
+    assert sorted(order) == list(range(50))
+    again = device_data.DeviceDataset(arrays, batch_size=8, seed=3, mesh=mesh)
+    np.testing.assert_array_equal(np.asarray(again.epoch_order(1)), order)
+    assert not np.array_equal(np.asarray(data.epoch_order(0)), order)
+    other = device_data.DeviceDataset(arrays, batch_size=8, seed=4, mesh=mesh)
+    assert not np.array_equal(np.asarray(other.epoch_order(1)), order)
+    # global step 8 (0-based) is the third batch of epoch 1
+    images, targets = jax.jit(data.batch)(data.arrays, data.epoch_order(1), jnp.int32(8))
+    rows = order[16:24]
+    np.testing.assert_array_equal(np.asarray(images), arrays["image"][rows].astype(np.float32))
+    np.testing.assert_array_equal(np.asarray(targets), arrays["targets"][rows])
+    np.testing.assert_array_equal(data.host_batch_indices(8), rows)
+
+
+def test_bfloat16_compute_trains_float32_parameters_to_nearly_the_float32_step():
+    module = models.create("ista_net", stages=1, channels=4)
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (8, 11, 11)).astype(np.float32)
+    targets = np.concatenate([rng.uniform(2, 8, (8, 5, 2)), rng.uniform(220, 250, (8, 5, 1))], -1)
+    targets = targets.astype(np.float32)
+    variables = jax.jit(module.init)(jax.random.PRNGKey(0), images)
+    optimizer = optax.sgd(1e-6)
+    mesh = train.make_mesh()
+    out = {}
+    for dtype in ("float32", "bfloat16"):
+        cfg = train.default_config()
+        cfg.compute_dtype = dtype
+        step = train.make_train_step(module, optimizer, cfg, mesh)
+        state = jax.tree.map(jnp.copy, train.init_state(variables, optimizer))
+        out[dtype] = step(state, images, targets)
+    (_, m32), (s16, m16) = out["float32"], out["bfloat16"]
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(s16["params"]))
+    assert m16["loss"].dtype == jnp.float32
+    assert float(m16["loss"]) != float(m32["loss"])  # it did compute in bfloat16
+    np.testing.assert_allclose(float(m16["loss"]), float(m32["loss"]), rtol=2e-2)
+    np.testing.assert_allclose(float(m16["grad_norm"]), float(m32["grad_norm"]), rtol=5e-2)
+    maps32 = train.make_apply(module, mesh, compute_dtype="float32")(variables, images)
+    maps16 = train.make_apply(module, mesh, compute_dtype="bfloat16")(variables, images)
+    assert maps16.dtype == jnp.float32
+    scale = float(jnp.max(jnp.abs(maps32)))
+    assert float(jnp.max(jnp.abs(maps16 - maps32))) < 0.05 * scale
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"model": "resnet"}, "config.model"),
+        ({"learning_rate": -1.0}, "config.learning_rate"),
+        ({"compute_dtype": "float16"}, "config.compute_dtype"),
+        ({"steps_per_call": 0}, "config.steps_per_call"),
+        ({"profile_steps": "5,2"}, "config.profile_steps"),
+        ({"profile_steps": "all"}, "config.profile_steps"),
+        ({"seed": -1}, "config.seed"),
+        ({"batch_size": 128}, "config.batch_size"),
+        ({"data": {"source": "ftp"}}, "data.source"),
+    ],
+)
+def test_bad_config_raises_clear_errors(tmp_path, overrides, field):
+    cfg = tiny_config()
+    cfg.update(overrides)
+    with pytest.raises(ValueError, match=field):
         train.train_and_evaluate(cfg, str(tmp_path))
 
 
@@ -119,32 +251,44 @@ MULTI_DEVICE_SCRIPT = textwrap.dedent(
     """
     import jax, numpy as np, optax
     from csist_jax import models, train
+    from csist_jax.train import device_data, step as step_lib
 
     assert jax.device_count() == 4, jax.devices()
     cfg = train.default_config()
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 255, (8, 11, 11)).astype(np.float32)
     targets = np.concatenate([rng.uniform(2, 8, (8, 5, 2)), rng.uniform(220, 250, (8, 5, 1))], -1)
-    data = {"targets": targets.astype(np.float32)}
-    module = models.create("dista_net", stages=1, channels=4, hidden=16)
-    optimizer = optax.adam(1e-3)
-    variables = module.init(jax.random.PRNGKey(0), images)
+    targets = targets.astype(np.float32)
+    data = {"image": images.astype(np.uint8), "targets": targets}
+    # plain SGD: the update is the gradient to scale (Adam's first step is lr * sign(g), which turns the
+    # float rounding of a near-zero gradient entry into a difference of 2 lr)
+    optimizer = optax.sgd(1e-7)
+    dista = models.create("dista_net", stages=1, channels=4, hidden=16)
+    ista = models.create("ista_net", stages=1, channels=4)
+    start = {m: jax.jit(m.init)(jax.random.PRNGKey(0), images) for m in (dista, ista)}
+
+    def fresh(module):
+        return jax.tree.map(np.array, train.init_state(start[module], optimizer))
+
     results = []
     for devices in (jax.devices()[:1], jax.devices()):
         mesh = train.make_mesh(devices)
-        step = train.make_train_step(module, optimizer, cfg, mesh)
-        state = {
-            "step": np.int32(0), "params": variables["params"], "constants": variables["constants"],
-            "opt_state": optimizer.init(variables["params"]), "best_map": np.float32(-1),
-            "best_step": np.int32(0),
-        }
-        state = jax.tree.map(np.asarray, state)
-        new_state, measured = step(state, images, data["targets"])
-        results.append((jax.device_get(new_state["params"]), float(measured["loss"])))
-    (p1, l1), (p4, l4) = results
+        step = train.make_train_step(dista, optimizer, cfg, mesh)
+        state, measured = step(fresh(dista), images, targets)
+        # the loop's form: two steps in one call, batches gathered from the split on the device
+        dataset = device_data.DeviceDataset(data, batch_size=4, seed=0, mesh=mesh)
+        names = step_lib.measurement_names(ista, optimizer, cfg, fresh(ista), dataset)
+        steps = step_lib.make_device_steps(ista, optimizer, cfg, mesh, dataset, 2, names)
+        state2, rows = steps(fresh(ista), dataset.arrays, dataset.epoch_order(0))
+        results.append((state["params"], float(measured["loss"]), state2["params"], np.asarray(rows)))
+    (p1, l1, q1, r1), (p4, l4, q4, r4) = results
     assert abs(l1 - l4) <= 1e-5 * abs(l1), (l1, l4)
-    for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p4)):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(r1, r4, rtol=1e-4)
+    for module, one, four in ((dista, p1, p4), (ista, q1, q4)):
+        for a0, a, b in zip(*(jax.tree.leaves(t) for t in (start[module]["params"], one, four))):
+            update = np.asarray(a) - np.asarray(a0)
+            scale = np.max(np.abs(update))
+            np.testing.assert_allclose(np.asarray(b) - np.asarray(a0), update, rtol=0, atol=1e-3 * scale)
     print("OK", l1, l4)
     """
 )
@@ -152,7 +296,9 @@ MULTI_DEVICE_SCRIPT = textwrap.dedent(
 
 @pytest.mark.slow
 def test_four_cpu_devices_give_the_same_update_as_one():
-    """One update on a 4-device mesh vs 1 device (loss within 1e-5 relative, parameters to 1e-5)."""
+    """Updates on a 4-device mesh vs 1 device: DISTA-Net's host-batch step (loss within 1e-5 relative) and
+    two steps of the loop's on-device-data call (ISTA-Net, measurements within 1e-4); every parameter
+    update within 1e-3 of its largest entry."""
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.run(

@@ -1,25 +1,33 @@
-"""Training: ``train_and_evaluate(config, workdir)`` with Optax, Orbax (auto-resume) and a device mesh."""
+"""Training: ``train_and_evaluate(config, workdir)`` with Optax, Orbax (auto-resume) and a device mesh.
 
-from csist_jax.train.train import (
-    default_config,
-    evaluate,
+Modules: :mod:`.config` (fields and checks), :mod:`.data` (where the splits come from),
+:mod:`.device_data` (the training split on the device), :mod:`.step` (loss and update),
+:mod:`.evaluation` (validation), :mod:`.loop` (the step stream), :mod:`.checkpoints` (Orbax),
+:mod:`.writer` (logs), :mod:`.train` (``train_and_evaluate``). See ``docs/training.md``.
+"""
+
+from csist_jax.train.config import COMPUTE_DTYPES, default_config
+from csist_jax.train.evaluation import Validator, evaluate, make_apply, make_mesh, predict
+from csist_jax.train.step import (
+    cast_floating,
     init_state,
     loss_fn,
-    make_apply,
-    make_mesh,
+    make_device_steps,
     make_train_step,
-    maybe_initialize_distributed,
-    predict,
     stage_monitors,
-    train_and_evaluate,
 )
+from csist_jax.train.train import maybe_initialize_distributed, train_and_evaluate
 
 __all__ = [
+    "COMPUTE_DTYPES",
+    "Validator",
+    "cast_floating",
     "default_config",
     "evaluate",
     "init_state",
     "loss_fn",
     "make_apply",
+    "make_device_steps",
     "make_mesh",
     "make_train_step",
     "maybe_initialize_distributed",

@@ -1,0 +1,93 @@
+"""Orbax checkpoints of the training state: asynchronous saves and a restore that survives bad files.
+
+:class:`Checkpoints` keeps the newest ``keep`` steps in ``directory`` (absolute path, one sub-directory
+per step). Saves are asynchronous: :meth:`Checkpoints.save` returns once the state is copied to the host,
+and the files are written in the background (:meth:`Checkpoints.wait` before exit or restore).
+
+:meth:`Checkpoints.restore_latest` tries the steps from the newest down. A checkpoint that cannot be
+read (truncated or corrupted files, half-written directories) is reported by a ``RuntimeWarning`` naming
+its path; once an older one restores, the unreadable newer ones are moved to ``<directory>.unreadable/``
+(re-saving their step would otherwise be refused: Orbax keeps an existing step). When no checkpoint
+can be read, ``RuntimeError`` names the directory and nothing is moved.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+
+import jax
+
+
+class Checkpoints:
+    """The checkpoints of one run in ``directory`` (created if missing), the newest ``keep`` kept."""
+
+    def __init__(self, directory: str, keep: int):
+        import orbax.checkpoint as ocp
+
+        self._ocp = ocp
+        self.directory = os.path.abspath(os.fspath(directory))
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+        self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def steps(self) -> list[int]:
+        """The steps with a checkpoint directory, oldest first."""
+        return sorted(self._manager.all_steps())
+
+    def path(self, step: int) -> str:
+        return os.path.join(self.directory, str(step))
+
+    def save(self, step: int, state) -> None:
+        """Start writing ``state`` as checkpoint ``step`` (in the background)."""
+        self._manager.save(step, args=self._ocp.args.StandardSave(state))
+
+    def restore_latest(self, abstract_state) -> tuple[dict, int] | None:
+        """``(state, step)`` of the newest readable checkpoint, or None when there is none at all."""
+        steps = self.steps()
+        unreadable = []
+        for step in reversed(steps):
+            try:
+                state = self._manager.restore(step, args=self._ocp.args.StandardRestore(abstract_state))
+            except Exception as err:  # noqa: BLE001 - any failure to read means: try the one before
+                first = (str(err).strip().splitlines() or [""])[0][:300]
+                warnings.warn(
+                    f"checkpoint {self.path(step)} cannot be read ({type(err).__name__}: {first}); "
+                    "trying the one before it",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                unreadable.append(step)
+                continue
+            self._set_aside(unreadable)
+            return state, step
+        if steps:
+            raise RuntimeError(
+                f"no readable checkpoint in {self.directory}: every one of steps {steps} failed to restore "
+                "(see the warnings above). Move or delete that directory to start the run afresh."
+            )
+        return None
+
+    def _set_aside(self, steps: list[int]) -> None:
+        """Move the unreadable checkpoints ``steps`` out of the way (process 0 only)."""
+        if not steps:
+            return
+        if jax.process_index() == 0:
+            aside = self.directory + ".unreadable"
+            os.makedirs(aside, exist_ok=True)
+            for step in steps:
+                target, n = os.path.join(aside, str(step)), 1
+                while os.path.exists(target):
+                    target, n = os.path.join(aside, f"{step}.{n}"), n + 1
+                shutil.move(self.path(step), target)
+                warnings.warn(
+                    f"unreadable checkpoint {self.path(step)} moved to {target}", RuntimeWarning, stacklevel=3
+                )
+        self._manager.reload()
+
+    def wait(self) -> None:
+        """Block until every started save is on disk."""
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        self._manager.close()

@@ -1,0 +1,119 @@
+"""The training configuration: every field :func:`train_and_evaluate` reads, its defaults and its checks."""
+
+from __future__ import annotations
+
+import ml_collections
+import numpy as np
+
+from csist_jax import _checks, models
+
+#: the compute dtypes of ``config.compute_dtype`` (parameters and optimiser state stay float32)
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """Every field ``train_and_evaluate`` reads, at the published values (DISTA-Net, c = 3)."""
+    cfg = ml_collections.ConfigDict()
+    cfg.model = "dista_net"
+    cfg.c = 3
+    # module fields (None: the network's default); placeholders keep them overridable from the CLI
+    placeholder = ml_collections.config_dict.placeholder
+    cfg.model_config = ml_collections.ConfigDict(
+        {"stages": placeholder(int), "channels": placeholder(int), "step_init": placeholder(float)}
+    )
+    cfg.seed = 0  # parameter init and batch order
+    cfg.data = ml_collections.ConfigDict(
+        {"source": "generate", "seed": 0, "dir": "", "train_size": 80_000, "val_size": 10_000}
+    )
+    cfg.q_init_size = 0  # training labels used for Q_init (0: all)
+    # any size divisible by the device count; the learning rate is NOT rescaled with it
+    cfg.batch_size = 64
+    cfg.learning_rate = 1e-4
+    cfg.num_epochs = 250
+    cfg.num_steps = 0  # > 0: stop after this many steps in total (overrides num_epochs)
+    cfg.sym_weight = 0.01
+    cfg.brightness_threshold = 50.0
+    cfg.eval_batch_size = 500
+    cfg.eval_every_epochs = 1
+    cfg.log_every_steps = 20
+    cfg.checkpoint_every_steps = 0  # 0: at each epoch end only
+    cfg.keep_checkpoints = 2
+    cfg.progress = True
+    # training steps run by one host call (lax.scan over steps, batches gathered on the device)
+    cfg.steps_per_call = 1
+    # "float32" or "bfloat16": the dtype of the forward and backward pass (parameters stay float32)
+    cfg.compute_dtype = "float32"
+    # "" (off), "N" (N steps after this run's first) or "A,B" (steps A..B): jax.profiler trace
+    cfg.profile_steps = ""
+    return cfg
+
+
+def resolve(config) -> ml_collections.ConfigDict:
+    """``config`` over :func:`default_config` (missing fields take their defaults), checked."""
+    base = default_config()
+    base.update(config.to_dict() if hasattr(config, "to_dict") else config)
+    check(base)
+    return base
+
+
+def check(config) -> None:
+    """Raise ``ValueError`` / ``TypeError`` naming the first bad field of ``config``."""
+    if config.model not in models.MODEL_NAMES:
+        raise ValueError(f"config.model must be one of {list(models.MODEL_NAMES)}, got {config.model!r}")
+    for field in (
+        "batch_size",
+        "num_epochs",
+        "eval_batch_size",
+        "eval_every_epochs",
+        "log_every_steps",
+        "keep_checkpoints",
+        "steps_per_call",
+    ):
+        _checks.positive_int(f"config.{field}", config[field])
+    for field in ("seed", "num_steps", "checkpoint_every_steps", "q_init_size"):
+        _checks.positive_int(f"config.{field}", config[field], minimum=0)
+    _checks.positive_scalar("config.learning_rate", config.learning_rate)
+    if config.sym_weight < 0:
+        raise ValueError(f"config.sym_weight must be >= 0, got {config.sym_weight}")
+    if config.compute_dtype not in COMPUTE_DTYPES:
+        raise ValueError(
+            f"config.compute_dtype must be one of {list(COMPUTE_DTYPES)}, got {config.compute_dtype!r}"
+        )
+    profile_window(config.profile_steps, first_step=1, total_steps=1)
+
+
+def compute_dtype(config) -> np.dtype:
+    """The dtype of ``config.compute_dtype`` (float32 for configs without the field)."""
+    import jax.numpy as jnp
+
+    name = config.get("compute_dtype", "float32") if hasattr(config, "get") else "float32"
+    if name not in COMPUTE_DTYPES:
+        raise ValueError(f"config.compute_dtype must be one of {list(COMPUTE_DTYPES)}, got {name!r}")
+    return jnp.dtype(name)
+
+
+def profile_window(spec: str, first_step: int, total_steps: int) -> tuple[int, int] | None:
+    """The steps ``(first, last)`` (inclusive, 1-based) that ``config.profile_steps`` traces, or None.
+
+    ``""`` or ``"0"``: off. ``"N"``: the ``N`` steps after ``first_step`` (the run's first step, whose
+    call may still be warming up). ``"A,B"``: steps ``A`` to ``B``. The window is cut to the run's steps;
+    None when nothing of it is left.
+    """
+    text = str(spec).strip()
+    error = ValueError(
+        f"config.profile_steps must be '' (off), a step count 'N' or a step range 'A,B' with 1 <= A <= B, "
+        f"got {spec!r}"
+    )
+    if text in ("", "0"):
+        return None
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) > 2 or not all(p.isdigit() for p in parts):
+        raise error
+    if len(parts) == 1:
+        lo, hi = first_step + 1, first_step + int(parts[0])
+    else:
+        lo, hi = int(parts[0]), int(parts[1])
+        if not 1 <= lo <= hi:
+            raise error
+    lo, hi = max(lo, first_step), min(hi, total_steps)
+    return (lo, hi) if lo <= hi else None

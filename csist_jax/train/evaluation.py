@@ -1,0 +1,145 @@
+"""Validation: HR maps of a split in fixed batches, scored by CSO-mAP, MSE, PSNR and SSIM.
+
+:func:`evaluate` / :func:`predict` take host arrays (experiments, tables). The training loop uses a
+:class:`Validator`: the split's images live on the device in padded batches, :meth:`Validator.start`
+dispatches every batch's forward pass and returns at once (the maps are copied to the host while the
+device goes on training), and :meth:`Validator.finish` scores them on the host.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from csist_jax import metrics, models, physics
+from csist_jax.train import config as config_lib
+from csist_jax.train.step import _jit, cast_floating
+
+
+def make_mesh(devices=None) -> jax.sharding.Mesh:
+    """A 1-D ``("data",)`` mesh over every device (all hosts)."""
+    return jax.sharding.Mesh(np.asarray(devices if devices is not None else jax.devices()), ("data",))
+
+
+def make_apply(module, mesh, compiler_options: dict | None = None, compute_dtype=None):
+    """``jit(module.apply)`` with replicated variables and images sharded over the mesh.
+
+    Compiled with the network's inference options (:func:`csist_jax.models.compiler_options`), or with
+    exactly ``compiler_options`` when given (``{}``: XLA's defaults). With ``compute_dtype`` (e.g.
+    ``"bfloat16"``) the floating variables and the images are cast to it and the maps come back float32;
+    without, the network runs in the dtype of its inputs.
+    """
+    replicated = NamedSharding(mesh, P())
+    if compiler_options is None:
+        jit = functools.partial(models.jit, inference_of=module)
+    else:
+        jit = _jit(compiler_options)
+    if compute_dtype is None:
+        fn = module.apply
+    else:
+        dtype = jnp.dtype(compute_dtype)
+
+        def fn(variables, images):
+            maps = module.apply(cast_floating(variables, dtype), images.astype(dtype))
+            return maps.astype(jnp.float32)
+
+    return jit(fn, in_shardings=(replicated, NamedSharding(mesh, P("data"))), out_shardings=replicated)
+
+
+def _global_batch(array: np.ndarray, sharding: NamedSharding) -> jax.Array:
+    """A global array from this process's rows (every process holds the same host array)."""
+    if jax.process_count() == 1:
+        return jax.device_put(array, sharding)
+    rows = np.array_split(np.arange(len(array)), jax.process_count())[jax.process_index()]
+    return jax.make_array_from_process_local_data(sharding, array[rows], array.shape)
+
+
+def _padded_batches(images: np.ndarray, batch_size: int, n_dev: int, dtype) -> tuple[list, int]:
+    """``images`` in batches of ``batch_size`` (rounded up to a multiple of ``n_dev``), the last one
+    zero-padded; and that batch size."""
+    batch_size = -(-batch_size // n_dev) * n_dev
+    out = []
+    for lo in range(0, len(images), batch_size):
+        chunk = np.asarray(images[lo : lo + batch_size], dtype)
+        if len(chunk) < batch_size:
+            pad = np.zeros((batch_size - len(chunk),) + chunk.shape[1:], chunk.dtype)
+            chunk = np.concatenate([chunk, pad])
+        out.append(chunk)
+    return out, batch_size
+
+
+def predict(module, variables, images: np.ndarray, batch_size: int, mesh=None, apply=None) -> np.ndarray:
+    """HR maps ``[n, hr, hr]`` of ``images`` in fixed-size batches (the last one padded, then cut).
+
+    ``apply`` (from :func:`make_apply`) is reused across calls to avoid recompiling.
+    """
+    mesh = make_mesh() if mesh is None else mesh
+    sharding = NamedSharding(mesh, P("data"))
+    apply = make_apply(module, mesh) if apply is None else apply
+    batches, _ = _padded_batches(images, batch_size, mesh.devices.size, np.float32)
+    maps = [apply(variables, _global_batch(chunk, sharding)) for chunk in batches]
+    return np.concatenate([np.asarray(jax.device_get(m)) for m in maps])[: len(images)]
+
+
+def scores(module, maps: np.ndarray, arrays: dict, brightness_threshold: float) -> dict:
+    """CSO-mAP (and APs), MSE against the HR labels, PSNR/SSIM of HR maps ``maps`` of ``arrays``."""
+    maps = np.asarray(maps, np.float32)
+    labels = np.asarray(physics.hr_label(arrays["targets"], module.c, module.size))
+    out = {
+        k: float(v)
+        for k, v in metrics.cso_map_from_maps(
+            maps, arrays["targets"], arrays["count"], module.c, brightness_threshold
+        ).items()
+    }
+    out["mse"] = float(np.mean((maps - labels) ** 2))
+    out["psnr"] = float(np.mean(np.asarray(metrics.psnr(maps, labels))))
+    out["ssim"] = float(np.mean(np.asarray(metrics.ssim(maps, labels))))
+    return out
+
+
+def evaluate(module, variables, arrays: dict, config, mesh=None, apply=None) -> dict:
+    """CSO-mAP (and APs), MSE against the HR labels, PSNR/SSIM of the HR maps on ``arrays``.
+
+    The network runs in ``config.compute_dtype`` (float32 when the config has no such field).
+    """
+    mesh = make_mesh() if mesh is None else mesh
+    if apply is None:
+        apply = make_apply(module, mesh, compute_dtype=config_lib.compute_dtype(config))
+    maps = predict(module, variables, arrays["image"], config.eval_batch_size, mesh, apply)
+    return scores(module, maps, arrays, config.brightness_threshold)
+
+
+class Validator:
+    """A validation split held on the device in padded batches of ``config.eval_batch_size``."""
+
+    def __init__(self, module, arrays: dict, config, mesh):
+        self.module = module
+        self.arrays = {k: np.asarray(arrays[k]) for k in ("image", "targets", "count")}
+        self.brightness_threshold = float(config.brightness_threshold)
+        self.apply = make_apply(module, mesh, compute_dtype=config_lib.compute_dtype(config))
+        sharding = NamedSharding(mesh, P("data"))
+        batches, _ = _padded_batches(
+            self.arrays["image"], config.eval_batch_size, mesh.devices.size, np.uint8
+        )
+        self.batches = [_global_batch(chunk, sharding) for chunk in batches]
+
+    def compile(self, variables) -> None:
+        """Compile the forward pass now (else the first :meth:`start` does)."""
+        self.apply = self.apply.lower(variables, self.batches[0]).compile()
+
+    def start(self, variables) -> list:
+        """Dispatch the forward pass of every batch; the maps start their copy to the host."""
+        maps = [self.apply(variables, batch) for batch in self.batches]
+        for m in maps:
+            m.copy_to_host_async()
+        return maps
+
+    def finish(self, maps: list) -> dict:
+        """The scores of maps from :meth:`start` (waits for them)."""
+        host = np.concatenate([np.asarray(m, np.float32) for m in maps])[: len(self.arrays["image"])]
+        return scores(self.module, host, self.arrays, self.brightness_threshold)

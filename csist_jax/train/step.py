@@ -1,0 +1,192 @@
+r"""The update step: loss, gradients, Adam, and the measurements each step reports.
+
+Loss (SPEC sec. 7), on the raw 0..255 scale:
+
+    L = mean((x_N - s)^2) + sym_weight * sum_k mean(sym_k^2)          (sym_weight = 0.01)
+
+with ``s`` the HR label (:func:`csist_jax.physics.hr_label`, computed inside the step) and ``sym_k`` the
+symmetry residual of stage ``k`` (none for LISTA). Data parallel over a ``("data",)`` mesh: parameters
+replicated, batch sharded, gradients summed by XLA.
+
+``config.compute_dtype = "bfloat16"``: the forward and backward pass run in bfloat16 (floating
+parameters, constants and images cast inside the loss); the maps are cast back and the loss is computed
+in float32; the gradients reach the float32 parameters through the cast, and Adam updates in float32.
+
+Two compiled forms share one update:
+
+* :func:`make_train_step`: ``(state, images, targets) -> (state, measured)`` on a batch the caller puts on
+  the device (benchmarks, tests);
+* :func:`make_device_steps`: ``(state, data, order) -> (state, rows)``: ``k`` steps in one call
+  (``lax.scan`` for ``k > 1``), each gathering its batch from the on-device split
+  (:class:`csist_jax.train.device_data.DeviceDataset`); ``rows`` ``[k, len(names)]`` float32 holds
+  every step's measurements, left on the device until the loop logs them.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from csist_jax import models, physics
+from csist_jax.train import config as config_lib
+
+
+def cast_floating(tree, dtype):
+    """``tree`` with every floating leaf cast to ``dtype`` (integer leaves unchanged)."""
+    return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
+
+
+def loss_fn(module, variables, images, labels, sym_weight):
+    """``(loss, parts)`` of SPEC sec. 7 for one batch; ``parts`` holds the terms and stage monitors.
+
+    The network runs in the dtype of ``variables`` and ``images``; the loss is float32 whatever it is.
+    """
+    maps, aux = module.apply(variables, images, return_aux=True)
+    maps = maps.astype(jnp.float32)
+    mse = jnp.mean((maps - labels) ** 2)
+    sym_terms = [jnp.mean(a["sym"].astype(jnp.float32) ** 2) for a in aux if "sym" in a]
+    sym = sum(sym_terms, jnp.zeros((), jnp.float32))
+    parts = {"mse": mse, "sym": sym}
+    for k, a in enumerate(aux):
+        if "threshold" in a:
+            parts[f"threshold_{k}"] = jnp.asarray(a["threshold"], jnp.float32)
+    return mse + sym_weight * sym, parts
+
+
+def stage_monitors(params) -> dict:
+    """Each stage's learned step size ``step_k`` and (scalar or mean per-cell) threshold ``threshold_k``."""
+    out = {}
+    for name, stage in params.items():
+        if not name.startswith("stage_"):
+            continue
+        k = name.split("_", 1)[1]
+        if "step" in stage:
+            out[f"step_{k}"] = stage["step"]
+        if "threshold" in stage and not isinstance(stage["threshold"], dict):
+            out[f"threshold_{k}"] = jnp.mean(stage["threshold"])
+    return out
+
+
+def init_state(variables, optimizer) -> dict:
+    """The training state :func:`make_train_step` updates: step, params, constants, optimiser state and
+    the best validation CSO-mAP so far (-1 before any) with its step."""
+    return {
+        "step": jnp.zeros((), jnp.int32),
+        "params": variables["params"],
+        "constants": variables["constants"],
+        "opt_state": optimizer.init(variables["params"]),
+        "best_map": jnp.full((), -1.0, jnp.float32),
+        "best_step": jnp.zeros((), jnp.int32),
+    }
+
+
+def _jit(compiler_options):
+    """:func:`csist_jax.models.jit` (tuned options), or ``jax.jit`` with exactly ``compiler_options``."""
+    if compiler_options is None:
+        return models.jit
+    return functools.partial(jax.jit, compiler_options=dict(compiler_options) or None)
+
+
+def make_update(module, optimizer, config):
+    """The pure update ``(state, images float [B, H, W], targets [B, K, 3]) -> (state, measured)``."""
+    dtype = config_lib.compute_dtype(config)
+    sym_weight = config.sym_weight
+    c, size = module.c, module.size
+
+    def update(state, images, targets):
+        labels = physics.hr_label(targets, c, size)
+        inputs = images.astype(dtype)
+
+        def objective(params):
+            variables = cast_floating({"params": params, "constants": state["constants"]}, dtype)
+            return loss_fn(module, variables, inputs, labels, sym_weight)
+
+        (loss, parts), grads = jax.value_and_grad(objective, has_aux=True)(state["params"])
+        updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        measured = {
+            "loss": loss,
+            **parts,
+            "grad_norm": optax.global_norm(grads),
+            "param_norm": optax.global_norm(params),
+            **stage_monitors(params),
+        }
+        new_state = dict(state, params=params, opt_state=opt_state, step=state["step"] + 1)
+        return new_state, measured
+
+    return update
+
+
+def make_train_step(module, optimizer, config, mesh, compiler_options: dict | None = None):
+    """The jitted update ``(state, images, targets) -> (state, measurements)`` (state donated).
+
+    ``images`` float ``[B, H, W]`` (raw 0..255) and ``targets`` ``[B, K, 3]`` are sharded over the mesh.
+    Compiled with :func:`csist_jax.models.compiler_options`, or with exactly ``compiler_options`` when
+    given (``{}``: XLA's defaults).
+    """
+    replicated = NamedSharding(mesh, P())
+    batch = NamedSharding(mesh, P("data"))
+    update = make_update(module, optimizer, config)
+    traces = []
+
+    def step(state, images, targets):
+        # shapes are static, so a second trace means a silent recompile every time the inputs change
+        traces.append(1)
+        if len(traces) > 1:
+            raise RuntimeError(
+                "the train step was traced again: batch shapes or dtypes changed between steps"
+            )
+        return update(state, images, targets)
+
+    return _jit(compiler_options)(
+        step,
+        in_shardings=(replicated, batch, batch),
+        out_shardings=(replicated, replicated),
+        donate_argnums=0,
+    )
+
+
+def measurement_names(module, optimizer, config, state, dataset) -> tuple[str, ...]:
+    """The names of the measurements one step reports, in the column order of the rows."""
+    update = make_update(module, optimizer, config)
+
+    def one(state, data):
+        return update(state, *dataset.batch(data, jnp.arange(dataset.num_frames), state["step"]))[1]
+
+    return tuple(jax.eval_shape(one, state, dataset.arrays))
+
+
+def make_device_steps(
+    module, optimizer, config, mesh, dataset, count: int, names, compiler_options: dict | None = None
+):
+    """``count`` updates in one jitted call ``(state, data, order) -> (state, rows)`` (state donated).
+
+    Each step gathers its batch from ``data`` (``dataset.arrays``) in the epoch order ``order`` at the
+    position given by ``state["step"]``; a call must not cross an epoch end. ``rows`` is ``[count,
+    len(names)]`` float32, one row of measurements (columns ``names``) per step.
+    """
+    replicated = NamedSharding(mesh, P())
+    update = make_update(module, optimizer, config)
+
+    def one_step(state, data, order):
+        images, targets = dataset.batch(data, order, state["step"])
+        state, measured = update(state, images, targets)
+        return state, jnp.stack([jnp.asarray(measured[k], jnp.float32) for k in names])
+
+    def steps(state, data, order):
+        if count == 1:
+            state, row = one_step(state, data, order)
+            return state, row[None]
+        return jax.lax.scan(lambda s, _: one_step(s, data, order), state, length=count)
+
+    return _jit(compiler_options)(
+        steps,
+        in_shardings=(replicated, replicated, replicated),
+        out_shardings=(replicated, replicated),
+        donate_argnums=0,
+    )
