@@ -197,7 +197,7 @@ def _environment_row(plan: _Plan) -> Row:
         cuda = f" (CUDA {torch.version.cuda}, {torch.cuda.get_device_name()})" if where == "cuda" else ""
         parts.append(f"torch {torch.__version__} on {where}{cuda}")
     if not plan.accelerator:
-        parts.append(f"{os.cpu_count()} CPU cores")
+        parts.append(f"{os.cpu_count()} CPU cores, 1-min load average {os.getloadavg()[0]:.1f} at the start")
     parts.append(datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
     name = f"environment: {jax.default_backend()} {kind}"
     return Row(SECTION, name[:52], jax.device_count(), "devices", note=", ".join(parts))
