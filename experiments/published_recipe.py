@@ -13,10 +13,10 @@ markdown table is printed and written to ``<out>/table.md``, every number to ``<
 
 The full published run is 250 epochs (``--epochs 250``, the default): a multi-day GPU job. About 10 epochs
 of the three networks are meant to fit a 15-minute lease on one H200 (projected from about 14 s per
-batched DISTA-Net epoch measured there once; not yet run from this script on a GPU). ``--train-size``, ``--val-size``,
-``--test-size``, ``--batch-size`` and ``--model-config stages=1,channels=4`` shrink a run for a smoke
-test; the table then says the recipe was changed. ``--compute-dtype`` sets ``config.compute_dtype``
-where the training config has that field.
+batched DISTA-Net epoch measured there once; not yet run from this script on a GPU).
+``--train-size``, ``--val-size``, ``--test-size``, ``--batch-size`` and
+``--model-config stages=1,channels=4`` shrink a run for a smoke test; the table then says the recipe
+was changed. ``--compute-dtype`` sets ``config.compute_dtype``.
 """
 
 from __future__ import annotations
