@@ -2,6 +2,7 @@
 
     python -m experiments.bench                 # every section
     python -m experiments.bench --only physics,metrics
+    python -m experiments.bench --only models,train_loop   # networks; the training loop against its bare step
     python -m experiments.bench --quick         # smaller sizes (a smoke run)
 
 Each section lives in ``experiments/benchmarks/<section>.py`` and exposes ``run(quick: bool) -> list[Row]``.
@@ -19,7 +20,7 @@ import time
 
 from experiments.benchmarks.common import Row, format_rows
 
-SECTIONS = ("physics", "metrics", "solvers", "data", "models", "refine")
+SECTIONS = ("physics", "metrics", "solvers", "data", "models", "train_loop", "refine")
 
 
 def main(argv=None) -> int:
