@@ -172,6 +172,10 @@ def make_device_steps(
     """
     replicated = NamedSharding(mesh, P())
     update = make_update(module, optimizer, config)
+    # XLA:CPU runs a rolled loop over the step about 12x slower than the step itself (measured, ISTA-Net,
+    # 2-core CPU), and an unrolled one faster (fewer per-call buffer allocations); elsewhere the rolled
+    # loop keeps the compile time of one step
+    unroll = count if mesh.devices.flat[0].platform == "cpu" else 1
 
     def one_step(state, data, order):
         images, targets = dataset.batch(data, order, state["step"])
@@ -182,7 +186,7 @@ def make_device_steps(
         if count == 1:
             state, row = one_step(state, data, order)
             return state, row[None]
-        return jax.lax.scan(lambda s, _: one_step(s, data, order), state, length=count)
+        return jax.lax.scan(lambda s, _: one_step(s, data, order), state, length=count, unroll=unroll)
 
     return _jit(compiler_options)(
         steps,
