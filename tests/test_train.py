@@ -253,6 +253,7 @@ def test_bad_config_raises_clear_errors(tmp_path, overrides, field):
 
 MULTI_DEVICE_SCRIPT = textwrap.dedent(
     """
+    import tempfile
     import jax, numpy as np, optax
     from csist_jax import models, train
     from csist_jax.train import device_data, step as step_lib
@@ -293,6 +294,15 @@ MULTI_DEVICE_SCRIPT = textwrap.dedent(
             update = np.asarray(a) - np.asarray(a0)
             scale = np.max(np.abs(update))
             np.testing.assert_allclose(np.asarray(b) - np.asarray(a0), update, rtol=0, atol=1e-3 * scale)
+    # a batch that does not split evenly over the devices is refused before any work
+    bad = train.default_config()
+    bad.batch_size = 6
+    try:
+        train.train_and_evaluate(bad, tempfile.mkdtemp())
+    except ValueError as err:
+        assert "config.batch_size (6) must be divisible by the 4 devices" in str(err), err
+    else:
+        raise AssertionError("batch_size 6 on 4 devices was accepted")
     print("OK", l1, l4)
     """
 )
@@ -302,7 +312,7 @@ MULTI_DEVICE_SCRIPT = textwrap.dedent(
 def test_four_cpu_devices_give_the_same_update_as_one():
     """Updates on a 4-device mesh vs 1 device: DISTA-Net's host-batch step (loss within 1e-5 relative) and
     two steps of the loop's on-device-data call (ISTA-Net, measurements within 1e-4); every parameter
-    update within 1e-3 of its largest entry."""
+    update within 1e-3 of its largest entry. A batch size not divisible by 4 is refused."""
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.run(

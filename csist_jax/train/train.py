@@ -141,9 +141,6 @@ def train_and_evaluate(config, workdir: str) -> dict:
     ``steps``). See the module docstring for the files written.
     """
     config = config_lib.resolve(config)
-    workdir = os.path.abspath(os.fspath(workdir))
-    os.makedirs(workdir, exist_ok=True)
-    main_process = jax.process_index() == 0
     mesh = make_mesh()
     n_dev = mesh.devices.size
     if config.batch_size % n_dev:
@@ -151,6 +148,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
             f"config.batch_size ({config.batch_size}) must be divisible by the {n_dev} devices "
             "(each device gets an equal shard of the batch)"
         )
+    workdir = os.path.abspath(os.fspath(workdir))
+    os.makedirs(workdir, exist_ok=True)
+    main_process = jax.process_index() == 0
 
     train, val = _load_data(config)
     module, model_config = _build_network(config, train)
