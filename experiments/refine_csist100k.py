@@ -1,10 +1,10 @@
 """Beyond the grid on CSIST-100K: continuous localisation against grid-scored maps, and the CRB.
 
-    python -m experiments.refine_csist100k --test-size=10000 --out=/tmp/refine_csist100k
-    python -m experiments.refine_csist100k --checkpoint=/work/runs/cpu_dista_net/best   # + a network
+    python -m experiments.refine_csist100k --test-size=10000 --out=outputs/refine_csist100k
+    python -m experiments.refine_csist100k --checkpoint=runs/cpu_dista_net/best   # + a network
 
-Test frames: the generator test split of ``csist_jax.train.data`` (seed 0, images 90,000 onwards), as
-stored (8-bit, rounded, clipped at 255) and unquantised (``clean``). Rows:
+Test frames: the generator test split (``csist100k.SPLIT_START``, seed 0), as stored (8-bit, rounded,
+clipped at 255) and unquantised (``clean``). Rows:
 
 * the exact HR label map scored on its grid (the ceiling of every grid method at ``c = 3``);
 * FISTA (analytic, ``lam`` 10, 100 iterations) scored on its grid, and ``localize`` seeded by its maps;
@@ -33,7 +33,7 @@ from csist_jax.data import csist100k
 from csist_jax.refine import fit, localize, position_crb, rmse_bound
 from csist_jax.refine.localize import SCORE_SCALE, pixel_variance, position_std
 
-TEST_START = 90_000  # csist_jax.train.data's test split
+TEST_START = csist100k.SPLIT_START["test"]
 THRESHOLD = 50.0  # CSIST-100K map brightness threshold (SPEC sec. 6)
 MATCH = 0.5  # px: RMSE over one-to-one matches closer than this
 BATCH = 2000

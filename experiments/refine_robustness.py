@@ -1,8 +1,8 @@
 """Robustness of continuous localisation: read noise, PSF mismatch and more targets than CSIST-100K has.
 
-    python -m experiments.refine_robustness --n=2000 --out=/tmp/refine_robustness
+    python -m experiments.refine_robustness --n=2000 --out=outputs/refine_robustness
 
-Three sweeps on CSIST-100K-protocol frames (8-bit, clipped; test split of ``csist_jax.train.data``):
+Three sweeps on CSIST-100K-protocol frames (8-bit, clipped; the test split, ``csist100k.SPLIT_START``):
 
 * **noise**: Gaussian read noise ``std`` 0..5 grey levels before rounding; ``localize`` told the noise
   level (``noise_std``) and not told it; CSO-mAP and the RMSE of one-to-one matches within 0.5 px next
@@ -34,7 +34,7 @@ from csist_jax import metrics, physics  # noqa: E402
 from csist_jax.data import csist100k  # noqa: E402
 from csist_jax.refine import calibrate_psf, localize, position_crb, rmse_bound  # noqa: E402
 
-TEST_START = 90_000
+TEST_START = csist100k.SPLIT_START["test"]
 MATCH = 0.5
 MIN_DISTANCE = 0.52 * 1.9 * 0.5
 

@@ -1,6 +1,6 @@
 """SeqCSIST: the multi-frame fit against the single-frame fit of the centre frame.
 
-    python -m experiments.refine_seqcsist --trajectories=750 --out=/tmp/refine_seqcsist
+    python -m experiments.refine_seqcsist --trajectories=750 --out=outputs/refine_seqcsist
 
 Test trajectories of the SeqCSIST generator (seed 0, trajectories from ``--start``; 8-bit, clipped,
 optional read noise ``--noise``) cut into the published 5-frame windows (16 per trajectory); every
@@ -30,7 +30,9 @@ def main(argv=None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--trajectories", type=int, default=250)
-    parser.add_argument("--start", type=int, default=4250, help="first trajectory (3,500 train + 750 val)")
+    parser.add_argument(
+        "--start", type=int, default=seqcsist.SPLIT_START["test"], help="first trajectory (the test split)"
+    )
     parser.add_argument("--noise", type=float, default=0.0, help="read-noise std (grey levels)")
     parser.add_argument("--out", default="")
     args = parser.parse_args(argv)

@@ -1,12 +1,13 @@
 """CSIST-100K generator against its protocol (SPEC sec. 4): counts, separation, brightness, cluster
-placement, rendering, and identical data for identical seeds whatever the batching."""
+placement, rendering, read noise, and identical data for identical seeds whatever the batching."""
 
+import jax
 import numpy as np
 import pytest
 from scipy.stats import norm
 
 from csist_jax.data import csist100k
-from csist_jax.physics import quantize, render
+from csist_jax.physics import observe, quantize, render
 
 N = 4096
 
@@ -72,3 +73,25 @@ def test_same_seed_same_images_whatever_the_batching(data):
         for key in ("image", "targets", "count"):
             np.testing.assert_array_equal(part[key], data[key][start : start + 64], err_msg=key)
     assert not np.array_equal(csist100k.generate(seed=1, n=64)["targets"], data["targets"][:64])
+
+
+def test_read_noise_is_the_sensor_model_drawn_per_image(data):
+    """``noise_std > 0``: the scene is unchanged and the stored image is ``physics.observe`` of the clean
+    image with that image's own key (so the draws are reproducible and independent of the batching)."""
+    noisy = csist100k.generate(seed=0, n=64, noise_std=3.0, return_clean=True)
+    for key in ("targets", "count"):
+        np.testing.assert_array_equal(noisy[key], data[key][:64], err_msg=key)
+    np.testing.assert_array_equal(csist100k.generate(seed=0, n=64, noise_std=3.0)["image"], noisy["image"])
+    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(
+        jax.random.PRNGKey(0), np.arange(64, dtype=np.uint32)
+    )
+    expected = np.asarray(jax.vmap(lambda k, x: observe(k, x, noise_std=3.0))(keys, noisy["clean"]))
+    # bit-equal but for a float32 rounding that lands a value on the other side of .5 (different programs)
+    assert np.abs(expected.astype(int) - noisy["image"]).max() <= 1
+    assert np.mean(expected != noisy["image"]) < 1e-3
+    # away from the clipping at 0 and 255 the residual is the read noise plus rounding: var 9 + 1/12
+    inside = (noisy["clean"] > 15) & (noisy["clean"] < 240)
+    residual = noisy["image"][inside] - noisy["clean"][inside].astype(np.float64)
+    assert inside.sum() > 300
+    np.testing.assert_allclose(residual.std(), np.sqrt(9 + 1 / 12), rtol=0.1)
+    assert abs(residual.mean()) < 0.3

@@ -123,6 +123,20 @@ def test_same_seed_same_data_across_runs_chunks_and_starts(data, monkeypatch):
     assert not np.array_equal(other["targets"], data["targets"][:64])
 
 
+def test_read_noise_keeps_the_trajectories_and_does_not_depend_on_the_batching(data, monkeypatch):
+    """``noise_std > 0`` adds read noise to the same trajectories (the frames stored by
+    ``physics.observe`` with each trajectory's key), whatever the chunk boundaries."""
+    noisy = seqcsist.generate(seed=0, n_trajectories=64, start=32, noise_std=2.0, return_clean=True)
+    np.testing.assert_array_equal(noisy["targets"], data["targets"][32:96])
+    monkeypatch.setattr(seqcsist, "_CHUNK", 64)  # trajectories 32..95 now straddle two chunks
+    whole = seqcsist.generate(seed=0, n_trajectories=N, noise_std=2.0)
+    np.testing.assert_array_equal(whole["image"][32:96], noisy["image"])
+    residual = noisy["image"] - noisy["clean"].astype(np.float64)
+    residual = residual[(noisy["clean"] > 10) & (noisy["clean"] < 245)]  # clear of the clipping
+    assert residual.size > 1000 and abs(residual.mean()) < 0.2
+    np.testing.assert_allclose(residual.std(), np.sqrt(4 + 1 / 12), rtol=0.1)  # read noise + rounding
+
+
 def test_steps_drift_mode_draws_a_fresh_step_every_frame():
     data = seqcsist.generate(seed=0, n_trajectories=64, drift_mode="steps")
     valid = _valid(data)

@@ -15,10 +15,14 @@ early public generator's) value:
   100,000 plain draws);
 * brightness uniform in ``brightness_range`` (``[220, 250]``);
 * the image is rendered with the pixel-integrated Gaussian PSF (``sigma`` = 0.5) and stored as the
-  sensor would (8-bit, rounded, saturated at 255), with optional Gaussian read noise.
+  sensor would (:func:`csist_jax.physics.sensor.observe`: optional Gaussian read noise ``noise_std``,
+  then 8-bit, rounded, saturated at 255).
 
-Image ``i`` depends only on ``(seed, start + i)`` (its key is ``fold_in(PRNGKey(seed), start + i)``),
-so any split into chunks or batches gives identical data.
+Image ``i`` depends only on ``(seed, start + i)`` (its key is ``fold_in(PRNGKey(seed), start + i)``, for
+the scene and the sensor's noise alike), so any split into chunks or batches gives identical data.
+:data:`SPLIT_START` / :data:`SPLIT_SIZE` lay the published 80,000 / 10,000 / 10,000 split over that
+stream (train ``[0, 80000)``, val ``[80000, 90000)``, test ``[90000, 100000)`` of a seed); every split
+user (training, tables, experiments) reads them from here.
 """
 
 from __future__ import annotations
@@ -34,6 +38,10 @@ from csist_jax import _checks
 from csist_jax.physics import psf, sensor
 
 MAX_TARGETS = 5
+#: first image index of each split of the published 80,000 / 10,000 / 10,000 layout (one seeded stream)
+SPLIT_START = {"train": 0, "val": 80_000, "test": 90_000}
+#: images in each split
+SPLIT_SIZE = {"train": 80_000, "val": 10_000, "test": 10_000}
 _CHUNK = 8192
 _LATTICE = 16  # cells per axis of the proposal lattice over the placement box
 
@@ -99,12 +107,10 @@ def _one_image(
 
 @functools.partial(jax.jit, static_argnames=("protocol",))
 def _chunk(seed, indices, noise_std, protocol):
-    root = jax.random.PRNGKey(seed)
-    keys = jax.vmap(lambda i: jax.random.fold_in(root, i))(indices)
+    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(jax.random.PRNGKey(seed), indices)
     targets, count, clean = jax.vmap(functools.partial(_one_image, **dict(protocol)))(keys)
-    noise_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
-    noisy = clean + noise_std * jax.vmap(lambda k: jax.random.normal(k, clean.shape[1:]))(noise_keys)
-    return targets, count, clean, sensor.quantize(noisy)
+    image = jax.vmap(functools.partial(sensor.observe, noise_std=noise_std))(keys, clean)
+    return targets, count, clean, image
 
 
 def generate(

@@ -26,11 +26,13 @@ paper leaves a rule open (marked *chosen*) the default is this project's choice:
   ``drift_mode="steps"`` by a fresh ``U(drift_range)`` step every frame;
 * brightness ``U(brightness_range)`` (``[220, 250]``) per target, fixed along the trajectory;
 * frames are rendered with the pixel-integrated Gaussian PSF (``sigma`` = 0.5) and stored as the sensor
-  would (8-bit, rounded, saturated at 255); optional Gaussian read noise ``noise_std`` (0 as released).
+  would (:func:`csist_jax.physics.sensor.observe`: optional Gaussian read noise ``noise_std``, 0 as
+  released, then 8-bit, rounded, saturated at 255).
 
 Frame indices are 0-based here (the paper's frames 1-20 are 0-19). Trajectory ``i`` depends only on
 ``(seed, start + i)`` (key ``fold_in(PRNGKey(seed), start + i)``), so chunking and batching never change
-the data. :func:`windows` cuts trajectories into the published samples: every run of ``length`` (5)
+the data; :data:`SPLIT_START` / :data:`SPLIT_SIZE` lay the published 3,500 / 750 / 750 trajectory split
+over that stream. :func:`windows` cuts trajectories into the published samples: every run of ``length`` (5)
 consecutive frames, predicting its centre frame, with the true centre-frame index carried along.
 """
 
@@ -49,6 +51,10 @@ from csist_jax.physics import psf, sensor
 MAX_TARGETS = 4
 N_FRAMES = 20
 WINDOW = 5
+#: first trajectory index of each split of the published 3,500 / 750 / 750 layout (one seeded stream)
+SPLIT_START = {"train": 0, "val": 3_500, "test": 4_250}
+#: trajectories in each split
+SPLIT_SIZE = {"train": 3_500, "val": 750, "test": 750}
 #: ``(dx, dy)`` of each direction code: up, down, left, right (``x`` is the row, so "up" is ``-x``).
 DIRECTIONS = np.array([[-1.0, 0.0], [1.0, 0.0], [0.0, -1.0], [0.0, 1.0]], np.float32)
 DIRECTION_NAMES = ("up", "down", "left", "right")
@@ -112,14 +118,12 @@ def _one_trajectory(key, p, *, size, n_frames):
 
 @functools.partial(jax.jit, static_argnames=("size", "n_frames"))
 def _chunk(seed, indices, noise_std, params, size, n_frames):
-    root = jax.random.PRNGKey(seed)
-    keys = jax.vmap(lambda i: jax.random.fold_in(root, i))(indices)
+    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(jax.random.PRNGKey(seed), indices)
     one = functools.partial(_one_trajectory, size=size, n_frames=n_frames)
     out = jax.vmap(one, in_axes=(0, None))(keys, params)
-    noise_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
-    clean = out["clean"]
-    noisy = clean + noise_std * jax.vmap(lambda k: jax.random.normal(k, clean.shape[1:]))(noise_keys)
-    out["image"] = sensor.quantize(noisy)
+    # one sensor key per trajectory, drawing the noise of all its frames at once (as the generator always
+    # has: noisy data sets made before stay reproducible)
+    out["image"] = jax.vmap(functools.partial(sensor.observe, noise_std=noise_std))(keys, out["clean"])
     return out
 
 

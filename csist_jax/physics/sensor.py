@@ -48,11 +48,16 @@ def observe(
     poisson_gain: float | None = None,
     saturation: float = SATURATION,
 ) -> UInt8[Array, "..."]:
-    """The stored image of a clean rendering: optional Poisson then Gaussian noise, then ``quantize``."""
-    kp, kg = jax.random.split(key)
+    """The stored image of a clean rendering: optional Poisson then Gaussian noise, then ``quantize``.
+
+    ``clip(round(gain * Poisson(clean / gain) + N(0, noise_std^2)), 0, saturation)`` per pixel, same shape
+    as ``clean`` (one image or a stack of frames). The read noise is drawn from ``fold_in(key, 1)`` and
+    the shot noise from ``fold_in(key, 2)`` (the generators pass the key each image was drawn from).
+    ``noise_std`` may be traced (inside ``jit``); a concrete 0 skips the draw.
+    """
     image = clean
     if poisson_gain is not None:
-        image = poisson_noise(kp, image, poisson_gain)
-    if noise_std:
-        image = gaussian_noise(kg, image, noise_std)
+        image = poisson_noise(jax.random.fold_in(key, 2), image, poisson_gain)
+    if not (_checks.is_concrete(noise_std) and float(noise_std) == 0.0):
+        image = gaussian_noise(jax.random.fold_in(key, 1), image, noise_std)
     return quantize(image, saturation)

@@ -3,9 +3,9 @@
 ``config.data.source``:
 
 * ``"generate"`` (default): CSIST-100K frames made in memory by :func:`csist_jax.data.csist100k.generate`
-  with ``config.data.seed``. The splits are disjoint index ranges of one seeded stream, laid out like the
-  published 80,000 / 10,000 / 10,000: train ``[0, 80000)``, val ``[80000, 90000)``, test
-  ``[90000, 100000)``; ``{split}_size`` takes the first frames of a range (CPU-scale runs use slices).
+  with ``config.data.seed``. The splits are the disjoint index ranges of one seeded stream given by
+  ``csist100k.SPLIT_START`` / ``SPLIT_SIZE`` (the published 80,000 / 10,000 / 10,000);
+  ``{split}_size`` takes the first frames of a range (CPU-scale runs use slices).
 * ``"tfds"``: a prepared TFDS directory ``config.data.dir`` (``datasets/``), split ``train`` / ``val`` /
   ``test``; ``{split}_size`` again takes the first frames.
 """
@@ -15,10 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from csist_jax.data import csist100k
+from csist_jax.data.csist100k import SPLIT_SIZE, SPLIT_START
 from csist_jax.data.pipeline import ArraySource, TFDSSource
-
-SPLIT_START = {"train": 0, "val": 80_000, "test": 90_000}
-SPLIT_SIZE = {"train": 80_000, "val": 10_000, "test": 10_000}
 
 
 def load_split(data_config, split: str) -> ArraySource:
