@@ -3,12 +3,12 @@
     python -m experiments.refine_learned_operator --train=4000 --test=2000 --steps=400
 
 A learned operator is a ``csist_jax.physics.DenseOperator`` whose matrix is a parameter, fitted by Adam to
-``min_A mean ||A s_i - z_i||^2`` over training pairs (HR label ``s_i`` at ``c = 3``, stored 8-bit image
-``z_i``; frames 0.. of seed 0), started from the analytic ``Phi`` and from random (``N(0, 1e-3)``). Each
-operator is then used by FISTA (``lam`` 10, 100 iterations, step ``1 / ||A||^2``) on the test frames
-(90,000.. of seed 0), scored on its grid and after ``localize`` seeded by its maps. Also reported: the
-held-out data misfit ``mean ||A s - z||^2`` and the distance ``||A - Phi||_F / ||Phi||_F``. About 3
-minutes on a 2-core CPU.
+``min_A mean ||A s_i - z_i||^2`` (``csist_jax.train.losses.data_misfit``) over training pairs (HR label
+``s_i`` at ``c = 3``, stored 8-bit image ``z_i``; the train split of seed 0), started from the analytic
+``Phi`` and from random (``N(0, 1e-3)``). Each operator is then used by FISTA (``lam`` 10, 100 iterations,
+step ``1 / ||A||^2``) on the test frames (the test split of seed 0; ``csist100k.SPLIT_START``), scored on its
+grid and after ``localize`` seeded by its maps. Also reported: the held-out data misfit ``mean ||A s - z||^2``
+and the distance ``||A - Phi||_F / ||Phi||_F``. About 3 minutes on a 2-core CPU.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import optax
 from csist_jax import metrics, physics, solvers
 from csist_jax.data import csist100k
 from csist_jax.refine import localize
+from csist_jax.train import losses
 
 
 def train_operator(A0, labels, images, steps, lr, batch, seed=0):
@@ -34,7 +35,7 @@ def train_operator(A0, labels, images, steps, lr, batch, seed=0):
     flat_z = images.reshape(images.shape[0], -1)
 
     def loss(A, s, z):
-        return jnp.mean(jnp.sum((s @ A.T - z) ** 2, axis=1))
+        return losses.data_misfit(s @ A.T, z)
 
     @jax.jit
     def step(A, state, key):
@@ -61,8 +62,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="")
     args = parser.parse_args(argv)
     c = 3
-    train = csist100k.generate(0, args.train)
-    test = csist100k.generate(0, args.test, start=90_000)
+    train = csist100k.generate(0, args.train, start=csist100k.SPLIT_START["train"])
+    test = csist100k.generate(0, args.test, start=csist100k.SPLIT_START["test"])
     s_train = jnp.asarray(physics.hr_label(train["targets"], c))
     z_train = jnp.asarray(train["image"], jnp.float32)
     s_test = jnp.asarray(physics.hr_label(test["targets"], c))

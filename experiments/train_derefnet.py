@@ -5,9 +5,10 @@
 
 Windows of 5 frames are cut from generated trajectories (``csist_jax.data.seqcsist``); each predicts its
 centre frame's HR label, and the network receives the centre frame's true index. Published recipe (SPEC
-sec. 7): Adam, lr 1e-4, weight decay 1e-5, loss = regression + 0.01 symmetry + 0.01 alignment. Validation
-scores the centre frames of held-out trajectories with CSO-mAP at the SeqCSIST brightness threshold 70.
-Writes ``<out>/metrics.json``.
+sec. 7): Adam, lr 1e-4, weight decay 1e-5, loss = regression + 0.01 symmetry + 0.01 alignment
+(``csist_jax.train.losses.derefnet_loss``). Validation scores the centre frames of the validation split's
+first trajectories (``seqcsist.SPLIT_START``) with CSO-mAP at the SeqCSIST brightness threshold 70. Writes
+``<out>/metrics.json``.
 """
 
 from __future__ import annotations
@@ -24,19 +25,22 @@ from tqdm.auto import tqdm
 
 from csist_jax import metrics, models, physics
 from csist_jax.data import seqcsist
+from csist_jax.train import losses
 
 THRESHOLD = 70.0  # SeqCSIST brightness threshold of the detections (SPEC sec. 6)
 PUBLISHED_MAP = 51.55  # DeRefNet on SeqCSIST, SPEC sec. 9 (x100)
 
 
-def make_train_step(net, tx, sym_weight: float = 0.01, align_weight: float = 0.01):
+def make_train_step(
+    net, tx, sym_weight: float = losses.SYM_WEIGHT, align_weight: float = losses.ALIGN_WEIGHT
+):
     """A pure jitted update ``(params, opt_state, constants, windows, index, label) -> (.., loss, parts)``."""
 
     @models.jit(donate_argnums=(0, 1))
     def step(params, opt_state, constants, windows, index, label):
         def loss_fn(p):
             out, aux = net.apply({"params": p, **constants}, windows, index, return_aux=True)
-            return models.derefnet_loss(out, aux, label, sym_weight=sym_weight, align_weight=align_weight)
+            return losses.derefnet_loss(out, aux, label, sym_weight=sym_weight, align_weight=align_weight)
 
         (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
         updates, opt_state = tx.update(grads, opt_state, params)
@@ -79,10 +83,20 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     if min(args.trajectories, args.val_trajectories, args.steps, args.batch) < 1:
         parser.error("--trajectories, --val-trajectories, --steps and --batch must be >= 1")
+    for flag, count, split in (
+        ("--trajectories", args.trajectories, "train"),
+        ("--val-trajectories", args.val_trajectories, "val"),
+    ):
+        if count > seqcsist.SPLIT_SIZE[split]:
+            parser.error(f"{flag} must be <= {seqcsist.SPLIT_SIZE[split]} (the {split} split), got {count}")
     os.makedirs(args.out, exist_ok=True)
 
-    train = seqcsist.windows(seqcsist.generate(args.seed, args.trajectories))
-    val = seqcsist.windows(seqcsist.generate(args.seed, args.val_trajectories, start=1_000_000))
+    train = seqcsist.windows(
+        seqcsist.generate(args.seed, args.trajectories, start=seqcsist.SPLIT_START["train"])
+    )
+    val = seqcsist.windows(
+        seqcsist.generate(args.seed, args.val_trajectories, start=seqcsist.SPLIT_START["val"])
+    )
     labels = np.asarray(physics.hr_label(train["targets"], args.c))
     op = physics.sampling_operator(args.c)
     net = models.create("derefnet", c=args.c, q_init=np.asarray(physics.q_init(labels, op)))

@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from csist_jax.models.derefnet import DeRefNet, deform_conv3, derefnet_loss
+from csist_jax.models.derefnet import DeRefNet, deform_conv3
+from csist_jax.train.losses import derefnet_loss
 
 
 def _plain_conv3(x, kernel):

@@ -12,6 +12,7 @@ import pytest
 from csist_jax import models, physics, solvers
 from csist_jax.data import csist100k
 from csist_jax.models import layers
+from csist_jax.train import losses
 
 PUBLISHED_PARAMS = {"ista_net": 171_090, "ista_net_plus": 336_978, "dista_net": 2_179_104}
 
@@ -237,9 +238,7 @@ def test_models_jit_computes_what_jax_jit_computes(name, images):
 
 
 def _loss(module, params, constants, x, labels):
-    maps, aux = module.apply({"params": params, "constants": constants}, x, return_aux=True)
-    sym = sum(jnp.mean(a["sym"] ** 2) for a in aux if "sym" in a)
-    return jnp.mean((maps - labels) ** 2) + 0.01 * sym
+    return losses.loss_fn(module, {"params": params, "constants": constants}, x, labels)[0]
 
 
 @pytest.mark.parametrize("name", models.MODEL_NAMES)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from csist_jax import _checks
 from csist_jax.models.checkpoint import load_checkpoint, read_meta, save_model
 from csist_jax.models.compile import CPU_OPTIONS, INFERENCE_FUSIONS, compiler_options, jit
-from csist_jax.models.derefnet import DeRefNet, derefnet_loss
+from csist_jax.models.derefnet import DeRefNet
 from csist_jax.models.dista_net import DISTANet
 from csist_jax.models.ista_net import ISTANet
 from csist_jax.models.ista_net_plus import ISTANetPlus
@@ -84,7 +84,6 @@ __all__ = [
     "UnfoldingNetwork",
     "compiler_options",
     "create",
-    "derefnet_loss",
     "jit",
     "load_checkpoint",
     "param_count",

@@ -13,7 +13,7 @@ For a window of ``T`` frames (5 by default) predicting its centre frame (SPEC se
 4. tail: the ``T - 1`` aligned maps and the centre map (in frame order) -> ``conv3(T->32)`` + ReLU ->
    5 residual blocks (conv-ReLU-conv + skip) -> ``conv3(32->1)``: the centre frame's HR map.
 
-Loss (:func:`derefnet_loss`): ``mse(out, s) + 0.01 sum_k mean(sym_k^2) + 0.01 mean |aligned_t - x_c|``.
+Loss: :func:`csist_jax.train.losses.derefnet_loss` (regression + 0.01 symmetry + 0.01 alignment).
 
 Unlike the toolkit, the time encoding uses each frame's true index (passed in), not its position inside
 the batch, so any batch of windows from any trajectories works and every window is independent of the
@@ -187,22 +187,10 @@ class DeRefNet(nn.Module):
         }
 
 
-def derefnet_loss(
-    out, aux, label, *, sym_weight: float = 0.01, align_weight: float = 0.01
-) -> tuple[Array, dict]:
-    """``mse(out, s) + sym_weight sum_k mean(sym_k^2) + align_weight mean |aligned_t - x_centre|``."""
-    regression = jnp.mean((out - label) ** 2)
-    symmetry = sum(jnp.mean(s**2) for s in aux["sym"])
-    alignment = jnp.mean(jnp.abs(aux["aligned"] - aux["centre"][:, None]))
-    total = regression + sym_weight * symmetry + align_weight * alignment
-    return total, {"regression": regression, "symmetry": symmetry, "alignment": alignment}
-
-
 __all__ = [
     "DeRefNet",
     "DeformConv3",
     "SelectiveAttention",
     "bilinear_sample",
     "deform_conv3",
-    "derefnet_loss",
 ]

@@ -1,12 +1,9 @@
 r"""The update step: loss, gradients, Adam, and the measurements each step reports.
 
-Loss (SPEC sec. 7), on the raw 0..255 scale:
-
-    L = mean((x_N - s)^2) + sym_weight * sum_k mean(sym_k^2)          (sym_weight = 0.01)
-
-with ``s`` the HR label (:func:`csist_jax.physics.hr_label`, computed inside the step) and ``sym_k`` the
-symmetry residual of stage ``k`` (none for LISTA). Data parallel over a ``("data",)`` mesh: parameters
-replicated, batch sharded, gradients summed by XLA.
+Loss: :func:`csist_jax.train.losses.loss_fn` (SPEC sec. 7, ``mean((x_N - s)^2) + sym_weight * sum_k
+mean(sym_k^2)`` on the raw 0..255 scale), with ``s`` the HR label (:func:`csist_jax.physics.hr_label`,
+computed inside the step). Data parallel over a ``("data",)`` mesh: parameters replicated, batch
+sharded, gradients summed by XLA.
 
 ``config.compute_dtype = "bfloat16"``: the forward and backward pass run in bfloat16 (floating
 parameters, constants and images cast inside the loss); the maps are cast back and the loss is computed
@@ -34,28 +31,12 @@ from jax.sharding import PartitionSpec as P
 
 from csist_jax import models, physics
 from csist_jax.train import config as config_lib
+from csist_jax.train.losses import loss_fn
 
 
 def cast_floating(tree, dtype):
     """``tree`` with every floating leaf cast to ``dtype`` (integer leaves unchanged)."""
     return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
-
-
-def loss_fn(module, variables, images, labels, sym_weight):
-    """``(loss, parts)`` of SPEC sec. 7 for one batch; ``parts`` holds the terms and stage monitors.
-
-    The network runs in the dtype of ``variables`` and ``images``; the loss is float32 whatever it is.
-    """
-    maps, aux = module.apply(variables, images, return_aux=True)
-    maps = maps.astype(jnp.float32)
-    mse = jnp.mean((maps - labels) ** 2)
-    sym_terms = [jnp.mean(a["sym"].astype(jnp.float32) ** 2) for a in aux if "sym" in a]
-    sym = sum(sym_terms, jnp.zeros((), jnp.float32))
-    parts = {"mse": mse, "sym": sym}
-    for k, a in enumerate(aux):
-        if "threshold" in a:
-            parts[f"threshold_{k}"] = jnp.asarray(a["threshold"], jnp.float32)
-    return mse + sym_weight * sym, parts
 
 
 def stage_monitors(params) -> dict:
