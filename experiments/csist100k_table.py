@@ -1,6 +1,6 @@
 """The CSIST-100K comparison table (c = 3): analytic ISTA / FISTA and the trained networks, from checkpoints.
 
-    python -m experiments.csist100k_table --runs=/work/runs --pattern="{runs}/cpu_{model}/best"
+    python -m experiments.csist100k_table --runs=runs --pattern="{runs}/cpu_{model}/best"
     python -m experiments.csist100k_table --checkpoint=experiments/checkpoints/ista_net_c3_cpu
 
 Rows: ISTA and FISTA (``csist_jax.solvers``; lambda picked on the validation frames from ``--lams``),
@@ -151,7 +151,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--runs", default="/work/runs", help="directory of training workdirs")
+    parser.add_argument("--runs", default="runs", help="directory of training workdirs")
     parser.add_argument("--pattern", default="{runs}/cpu_{model}/best", help="checkpoint path per network")
     parser.add_argument("--checkpoint", action="append", default=[], help="extra saved network(s)")
     parser.add_argument("--test-size", type=int, default=2000)

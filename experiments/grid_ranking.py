@@ -1,6 +1,6 @@
 """Why a trained network can score above the exact HR label's CSO-mAP ("grid ceiling").
 
-    python -m experiments.grid_ranking --checkpoint=/work/runs/long_dista_net_step01/best
+    python -m experiments.grid_ranking --checkpoint=runs/long_dista_net_step01/best
 
 CSO-mAP takes every HR cell at or above the threshold as a detection scored by its value and ranks all
 detections by that score. The exact HR label puts each target's brightness in its nearest cell, so its

@@ -1,7 +1,7 @@
 """Train a single-frame unfolding network: flags -> ``csist_jax.train.train_and_evaluate``.
 
     python -m experiments.train --config=experiments/configs/cpu_dista_net.py \\
-        --workdir=/work/runs/cpu_dista_net
+        --workdir=runs/cpu_dista_net
     python -m experiments.train --config=experiments/configs/dista_net_c3.py --workdir=gs://... \\
         --config.batch_size=256
 

@@ -1,7 +1,7 @@
 """ISTA-Net+ at the CPU-scale budget with initial step sizes 0.1 instead of the published 0.5 (ablation).
 
     python -m experiments.train --config=experiments/configs/cpu_ista_net_plus_step01.py \\
-        --workdir=/work/runs/cpu_ista_net_plus_step01
+        --workdir=runs/cpu_ista_net_plus_step01
 
 The gradient step ``x - lam Phi^T (Phi x - z)`` is stable only for ``lam < 2 / ||Phi||^2 = 0.233``
 (c = 3); at the published 0.5 it multiplies the error along the top singular vector by

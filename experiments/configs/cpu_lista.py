@@ -1,7 +1,7 @@
 """LISTA, c = 3, at the CPU-scale budget shared by the CPU table (see ``common.cpu_scale``).
 
     python -m experiments.train --config=experiments/configs/cpu_lista.py \\
-        --workdir=/work/runs/cpu_lista
+        --workdir=runs/cpu_lista
 
 2,048 training frames, batch 32, 128 steps of Adam 1e-3, validation on 500 frames per epoch. Runtime
 and the measured result are in docs/models.md (CPU table); the best network lands in
