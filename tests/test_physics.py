@@ -127,6 +127,60 @@ def test_adjointness_check_catches_a_wrong_adjoint():
     assert not broken.check_adjoint()
 
 
+def test_every_operator_implements_the_abstract_sampling_operator_interface():
+    op = physics.sampling_operator(3)
+    for each in (op, physics.dense_operator(op), physics.PerSampleOperator(op)):
+        assert isinstance(each, physics.SamplingOperator)
+        assert (each.in_shape, each.out_shape, each.dtype) == ((33, 33), (11, 11), jnp.float32)
+    with pytest.raises(TypeError, match="abstract"):
+        physics.SamplingOperator()
+
+    class ForwardOnly(physics.SamplingOperator):
+        size, hr = 11, 33
+        dtype = jnp.float32
+
+        def forward(self, s):
+            return s[..., :11, :11]
+
+    with pytest.raises(TypeError, match="adjoint"):
+        ForwardOnly()
+
+
+def test_per_sample_operator_has_its_base_values_and_is_a_pytree():
+    op = physics.sampling_operator(3)
+    per = physics.PerSampleOperator(op)
+    rng = np.random.default_rng(3)
+    s = rng.normal(size=(2, 3, 33, 33)).astype(np.float32)
+    z = rng.normal(size=(5, 11, 11)).astype(np.float32)
+    np.testing.assert_allclose(per.forward(s), op.forward(s), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(jax.jit(lambda o: o.adjoint(z))(per), op.adjoint(z), rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(per.matrix(), op.matrix())
+    np.testing.assert_array_equal(per.forward(s[0, 0]), op.forward(s[0, 0]))
+
+
+def test_q_init_without_labels_is_the_regularised_pseudo_inverse():
+    """``labels=None``: ``A^T (A A^T + ridge tr(A A^T)/m I)^-1``, the networks' default ``Q``. Equal to
+    the formula written out (float32 rounding), to the pseudo-inverse in float64 (1e-10), and to
+    ``q_init`` on every unit HR cell as labels (X = I, so Y = A)."""
+    op = physics.sampling_operator(3)
+    A = op.matrix()
+    aat = A @ A.T
+    reg = 1e-3 * jnp.trace(aat) / 121
+    written_out = jnp.linalg.solve(aat + reg * jnp.eye(121, dtype=A.dtype), A).T
+    q = physics.q_init(None, op, ridge=1e-3)
+    assert q.shape == (33 * 33, 121) and q.dtype == jnp.float32
+    np.testing.assert_allclose(q, written_out, rtol=1e-6, atol=1e-7 * float(jnp.max(jnp.abs(q))))
+    with jax.enable_x64(True):
+        op = physics.sampling_operator(3)
+        A = np.asarray(op.matrix())
+        aat = A @ A.T
+        pinv = A.T @ np.linalg.inv(aat + 1e-3 * np.trace(aat) / 121 * np.eye(121))
+        q64 = physics.q_init(None, op, ridge=1e-3)
+        np.testing.assert_allclose(q64, pinv, rtol=1e-10, atol=1e-12)
+        unit_cells = jnp.eye(33 * 33).reshape(-1, 33, 33)
+        np.testing.assert_allclose(physics.q_init(unit_cells, op, ridge=1e-3), q64, rtol=1e-10, atol=1e-12)
+
+
 def test_render_gradients_match_finite_differences():
     with jax.enable_x64(True):
         targets = jnp.array([[4.3, 5.1, 230.0], [4.7, 5.6, 221.0], [0.0, 0.0, 0.0]])

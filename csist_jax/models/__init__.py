@@ -5,9 +5,13 @@
 >>> variables = net.init(jax.random.PRNGKey(0), images)        # images [n, 11, 11], raw 0..255
 >>> maps = net.apply(variables, images)                        # HR maps [n, 33, 33]
 >>> maps, aux = net.apply(variables, images, return_aux=True)  # + per-stage symmetry residuals
+>>> maps = net.apply(variables, images, operator=physics.sampling_operator(3, sigma=0.6))  # another Phi
 
 Every network is the ISTA loop of :mod:`csist_jax.solvers` (one shared ``gradient_step``) with trained
-stages, started at ``x_0 = Q z`` (``Q`` a fixed matrix in the ``"constants"`` collection).
+stages, started at ``x_0 = Q z`` (``Q`` a fixed matrix in the ``"constants"`` collection). The operator
+and ``Q`` are inputs: ``apply(..., operator=A, q=Q)`` runs any :class:`csist_jax.physics.SamplingOperator`
+of the right shapes (a learned ``DenseOperator`` included) and any ``Q`` ``[hr^2, size^2]``; by default
+the analytic ``Phi`` and the stored ``Q``.
 """
 
 from __future__ import annotations

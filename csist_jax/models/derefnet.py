@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
-from csist_jax import _checks
+from csist_jax import _checks, physics
 from csist_jax.models import layers
 from csist_jax.models.ista_net import ISTANetStage
 
@@ -98,7 +98,13 @@ class SelectiveAttention(nn.Module):
 
 
 class DeRefNet(nn.Module):
-    """DeRefNet on windows ``[n, T, size, size]`` with their centre frames' indices ``[n]``."""
+    """DeRefNet on windows ``[n, T, size, size]`` with their centre frames' indices ``[n]``.
+
+    ``__call__(windows, centre_index, return_aux=False, *, operator=None, q=None)``: the per-frame
+    unfolding runs ``operator`` (default: the analytic ``Phi`` of ``(c, size, sigma)``) from ``Q`` ``q``
+    (default: the ``"constants"`` one), exactly as in
+    :class:`csist_jax.models.layers.UnfoldingNetwork`.
+    """
 
     c: int = 3
     size: int = 11
@@ -116,7 +122,13 @@ class DeRefNet(nn.Module):
 
     @nn.compact
     def __call__(
-        self, windows: Float[Array, "n t m m"], centre_index: Int[Array, " n"], return_aux: bool = False
+        self,
+        windows: Float[Array, "n t m m"],
+        centre_index: Int[Array, " n"],
+        return_aux: bool = False,
+        *,
+        operator: physics.SamplingOperator | None = None,
+        q: Float[Array, "hr2 m2"] | None = None,
     ):
         _checks.trailing_shape("windows", windows, (self.size, self.size))
         if windows.ndim != 4 or windows.shape[1] % 2 != 1:
@@ -134,14 +146,13 @@ class DeRefNet(nn.Module):
             z = z.astype(jnp.float32)
         dtype = z.dtype
         z = z.reshape(n * t, self.size, self.size)
-        op = layers.network_operator(self.c, self.size, self.sigma, dtype, self.batch_exact)
+        op = layers.network_operator(self.c, self.size, self.sigma, dtype, self.batch_exact, operator)
 
         def q_default():
-            if self.q_init is None:
-                return layers.default_q(op)
-            return jnp.asarray(self.q_init, jnp.float32)
+            analytic = layers.network_operator(self.c, self.size, self.sigma, dtype, self.batch_exact)
+            return layers.constant_q(self.q_init, analytic)
 
-        q = self.variable("constants", "q_init", q_default).value.astype(dtype)
+        q = layers.call_q(self.variable("constants", "q_init", q_default).value, q, hr, self.size, dtype)
         stages = [ISTANetStage(self.channels, name=f"stage_{k}") for k in range(self.stages)]
         x, aux = layers.unroll(stages, layers.linear_init(q, z, hr, self.batch_exact), z, op)
         x = x.reshape(n, t, hr, hr)

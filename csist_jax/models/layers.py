@@ -15,8 +15,6 @@ Feature maps are NHWC (``[n, hr, hr, channels]``); HR maps ``[n, hr, hr]``.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 from collections.abc import Callable, Sequence
 
 import flax.linen as nn
@@ -117,52 +115,68 @@ def rows(fn: Callable, exact: bool = False) -> Callable:
     return per_sample(fn) if exact else fn
 
 
-@functools.partial(jax.tree_util.register_dataclass, data_fields=["base"], meta_fields=[])
-@dataclasses.dataclass(frozen=True)
-class PerSampleOperator:
-    """A sampling operator (``csist_jax.physics``) whose ``forward``/``adjoint`` loop over the batch.
+#: the ridge of the networks' default ``Q``, :func:`csist_jax.physics.q_init` with ``labels=None``
+DEFAULT_Q_RIDGE = 1e-3
 
-    Used only by the opt-in ``batch_exact`` mode. Same interface and values as ``base`` (it calls
-    ``base.forward``/``base.adjoint`` on one map at a time), bit-identical across batch compositions on
-    XLA:CPU (see :func:`per_sample`).
+
+def _cast_floating(a, dtype):
+    return jnp.asarray(a).astype(dtype) if jnp.issubdtype(jnp.result_type(a), jnp.inexact) else a
+
+
+def network_operator(
+    c: int, size: int, sigma: float, dtype, exact: bool = False, operator=None
+) -> physics.SamplingOperator:
+    """The ``Phi`` a network runs, in the network's compute ``dtype``; per sample when ``exact``.
+
+    ``operator=None`` is the analytic operator for ``(c, size, sigma)``; otherwise ``operator`` must be a
+    :class:`csist_jax.physics.SamplingOperator` mapping ``[size c, size c]`` maps to ``[size, size]``
+    images (``TypeError`` / ``ValueError`` naming ``operator`` if not). Its floating arrays are cast to
+    ``dtype`` (differentiably, so a learned operator trains through the network).
     """
-
-    base: object
-
-    size = property(lambda self: self.base.size)
-    hr = property(lambda self: self.base.hr)
-    in_shape = property(lambda self: self.base.in_shape)
-    out_shape = property(lambda self: self.base.out_shape)
-    dtype = property(lambda self: self.base.dtype)
-
-    def _map(self, fn, x, shape):
-        lead = x.shape[: x.ndim - 2]
-        if not lead:
-            return fn(x)
-        out = per_sample(fn)(x.reshape((-1,) + x.shape[-2:]))
-        return out.reshape(lead + shape)
-
-    def forward(self, s: Float[Array, "... hr hr"]) -> Float[Array, "... m m"]:
-        return self._map(self.base.forward, s, self.out_shape)
-
-    def adjoint(self, z: Float[Array, "... m m"]) -> Float[Array, "... hr hr"]:
-        return self._map(self.base.adjoint, z, self.in_shape)
-
-    def gram(self, s):
-        return self.adjoint(self.forward(s))
-
-    def matrix(self):
-        return self.base.matrix()
-
-    def norm_squared(self, *args, **kwargs):
-        return self.base.norm_squared(*args, **kwargs)
+    if operator is None:
+        op = physics.sampling_operator(c, size, sigma)
+        op = jax.tree.map(lambda a: a.astype(dtype), op)
+    else:
+        if not isinstance(operator, physics.SamplingOperator):
+            raise TypeError(
+                "operator must be a csist_jax.physics.SamplingOperator (e.g. physics.sampling_operator, "
+                f"physics.DenseOperator) or None, got {type(operator).__name__}"
+            )
+        hr = size * c
+        if tuple(operator.in_shape) != (hr, hr) or tuple(operator.out_shape) != (size, size):
+            raise ValueError(
+                f"operator must map [{hr}, {hr}] HR maps to [{size}, {size}] images for this network "
+                f"(c={c}, size={size}), got in_shape {tuple(operator.in_shape)} and out_shape "
+                f"{tuple(operator.out_shape)}"
+            )
+        op = jax.tree.map(lambda a: _cast_floating(a, dtype), operator)
+    if exact and not isinstance(op, physics.PerSampleOperator):
+        op = physics.PerSampleOperator(op)
+    return op
 
 
-def network_operator(c: int, size: int, sigma: float, dtype, exact: bool = False):
-    """The analytic ``Phi`` a network runs, in the network's compute ``dtype``; per sample when ``exact``."""
-    op = physics.sampling_operator(c, size, sigma)
-    op = jax.tree.map(lambda a: a.astype(dtype), op)
-    return PerSampleOperator(op) if exact else op
+def constant_q(q_init, operator: physics.SamplingOperator) -> Float[Array, "hr2 m2"]:
+    """The value of a network's ``"constants"`` ``Q`` at ``init``: the module field ``q_init`` checked
+    (``[hr^2, size^2]``, float32) or, when that is ``None``, the regularised pseudo-inverse of
+    ``operator``, :func:`csist_jax.physics.q_init` with ``labels=None`` and :data:`DEFAULT_Q_RIDGE`."""
+    if q_init is None:
+        return physics.q_init(None, operator, ridge=DEFAULT_Q_RIDGE)
+    q = jnp.asarray(q_init, jnp.float32)
+    want = (operator.hr * operator.hr, operator.size * operator.size)
+    if q.shape != want:
+        raise ValueError(f"q_init must have shape {want}, got {tuple(q.shape)}")
+    return q
+
+
+def call_q(constant: Float[Array, "hr2 m2"], q, hr: int, size: int, dtype) -> Float[Array, "hr2 m2"]:
+    """The ``Q`` a network call uses, in ``dtype``: ``q`` when given (``[hr^2, size^2]``, ``ValueError``
+    naming ``q`` otherwise), else the ``"constants"`` one."""
+    if q is None:
+        return constant.astype(dtype)
+    want = (hr * hr, size * size)
+    if tuple(jnp.shape(q)) != want:
+        raise ValueError(f"q must have shape {want} ([hr^2, size^2]) or be None, got {tuple(jnp.shape(q))}")
+    return jnp.asarray(q).astype(dtype)
 
 
 def linear_init(
@@ -186,16 +200,6 @@ class Dense(nn.Module):
         kernel = self.param("kernel", torch_default_kernel, (self.in_features, self.features))
         bias = self.param("bias", torch_default_bias(self.in_features), (self.features,))
         return rows(lambda v: v @ kernel + bias, self.exact)(x)
-
-
-def default_q(operator, ridge: float = 1e-3) -> Float[Array, "hr2 m2"]:
-    """``Phi^T (Phi Phi^T + ridge tr(Phi Phi^T)/m I)^-1``: the linear initialisation used when no ``Q_init``
-    from training labels is given (a regularised pseudo-inverse; trained models carry their own ``Q``)."""
-    A = operator.matrix()
-    aat = A @ A.T
-    m = aat.shape[0]
-    reg = ridge * jnp.trace(aat) / m
-    return jnp.linalg.solve(aat + reg * jnp.eye(m, dtype=A.dtype), A).T
 
 
 def dynamic_conv3(r: Float[Array, "n h w"], kernels: Float[Array, "n 3 3"]) -> Float[Array, "n h w"]:
@@ -331,20 +335,28 @@ class LSKThreshold(nn.Module):
 class UnfoldingNetwork(nn.Module):
     """Common frame of the single-frame networks: ``Q z`` then :func:`unroll` over ``make_stages()``.
 
-    ``__call__(images, return_aux=False)``: ``images`` ``[n, size, size]`` raw 0..255 values, returns HR
-    maps ``[n, hr, hr]``; with ``return_aux=True`` returns ``(maps, aux)`` where ``aux`` is the list of
-    per-stage dicts (``"sym"``: the symmetry residual for the training loss, ...).
+    ``__call__(images, return_aux=False, *, operator=None, q=None)``: ``images`` ``[n, size, size]`` raw
+    0..255 values, returns HR maps ``[n, hr, hr]``; with ``return_aux=True`` returns ``(maps, aux)``
+    where ``aux`` is the list of per-stage dicts (``"sym"``: the symmetry residual for the training
+    loss, ...).
 
-    ``Q`` (``[hr^2, size^2]``) is a fixed matrix, not a parameter: it lives in the ``"constants"``
-    collection, initialised from ``q_init`` (e.g. :func:`csist_jax.physics.q_init` on training labels)
-    or, when that is ``None``, from :func:`default_q`.
+    The operator and ``Q`` are inputs. ``operator=None`` runs the analytic ``Phi`` of ``(c, size,
+    sigma)``; any :class:`csist_jax.physics.SamplingOperator` with ``in_shape (hr, hr)`` and
+    ``out_shape (size, size)`` runs instead (a mis-specified PSF, a learned ``DenseOperator`` trained
+    jointly with the network: gradients flow into its arrays). ``q=None`` uses the fixed ``Q``
+    (``[hr^2, size^2]``, not a parameter) of the ``"constants"`` collection, initialised from the field
+    ``q_init`` (e.g. :func:`csist_jax.physics.q_init` on training labels) or, when that is ``None``, from
+    the analytic operator's regularised pseudo-inverse (:func:`constant_q`); a given ``q`` replaces it for
+    that call. The parameters do not depend on either (LISTA's initial ``W = I - Q A``, ``B = Q`` take
+    the call's ``A`` and ``Q`` at ``init``).
 
     Every product is batched: one program for the whole batch, no loop over samples. A sample's output
     does not depend on the other samples of its batch up to float rounding (XLA picks kernels by
     operand shape; tested at 1e-5 of the map's scale on every backend, ``tests/test_models.py``).
     ``batch_exact=True`` (off by default) runs the products that contract within a sample one sample at
-    a time instead (:func:`per_sample`): bit-identical outputs alone and in any batch on XLA:CPU, at the
-    cost of serialising the batch (several times slower on a GPU).
+    a time instead (:func:`per_sample`, :class:`csist_jax.physics.PerSampleOperator`): bit-identical
+    outputs alone and in any batch on XLA:CPU, at the cost of serialising the batch (several times
+    slower on a GPU).
 
     The network computes in the dtype of its (floating) input: float32 by default; bfloat16 images with
     bfloat16 variables give a bfloat16 forward pass (the operator and ``Q`` are cast to match).
@@ -360,35 +372,37 @@ class UnfoldingNetwork(nn.Module):
     def hr(self) -> int:
         return self.size * self.c
 
-    def operator(self, dtype=jnp.float32):
-        """The analytic ``Phi`` of this network in ``dtype`` (per sample in the ``batch_exact`` mode)."""
-        return network_operator(self.c, self.size, self.sigma, dtype, self.batch_exact)
+    def operator(self, dtype=jnp.float32, operator=None) -> physics.SamplingOperator:
+        """The ``Phi`` this network runs in ``dtype`` (per sample in the ``batch_exact`` mode): the
+        analytic one of ``(c, size, sigma)``, or ``operator`` checked and cast (:func:`network_operator`)."""
+        return network_operator(self.c, self.size, self.sigma, dtype, self.batch_exact, operator)
 
     def make_stages(self, q: Float[Array, "hr2 m2"], operator) -> list:
         """The stage modules, in order (``q`` and ``operator`` are there for initialisers that need them)."""
         raise NotImplementedError
 
-    def _q(self, operator):
+    def _q(self, q, dtype):
         def init():
-            if self.q_init is None:
-                return default_q(operator)
-            q = jnp.asarray(self.q_init, jnp.float32)
-            want = (self.hr * self.hr, self.size * self.size)
-            if q.shape != want:
-                raise ValueError(f"q_init must have shape {want}, got {tuple(q.shape)}")
-            return q
+            return constant_q(self.q_init, self.operator(dtype))
 
-        return self.variable("constants", "q_init", init).value
+        return call_q(self.variable("constants", "q_init", init).value, q, self.hr, self.size, dtype)
 
     @nn.compact
-    def __call__(self, images: Float[Array, "n m m"], return_aux: bool = False):
+    def __call__(
+        self,
+        images: Float[Array, "n m m"],
+        return_aux: bool = False,
+        *,
+        operator: physics.SamplingOperator | None = None,
+        q: Float[Array, "hr2 m2"] | None = None,
+    ):
         _checks.trailing_shape("images", images, (self.size, self.size))
         if images.ndim != 3:
             raise ValueError(f"images must have shape [n, {self.size}, {self.size}], got {images.shape}")
         z = jnp.asarray(images)
         if not jnp.issubdtype(z.dtype, jnp.floating):  # stored 8-bit frames
             z = z.astype(jnp.float32)
-        op = self.operator(z.dtype)
-        q = self._q(op).astype(z.dtype)
+        op = self.operator(z.dtype, operator)
+        q = self._q(q, z.dtype)
         x, aux = unroll(self.make_stages(q, op), linear_init(q, z, self.hr, self.batch_exact), z, op)
         return (x, aux) if return_aux else x

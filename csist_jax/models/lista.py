@@ -8,7 +8,9 @@ cell,
 initialised at ``W_k = I - Q Phi``, ``B_k = Q`` (so the first pass is the step
 ``x - Q (Phi x - z)``, the shared gradient step with ``Q`` in place of ``lam Phi^T``) and
 ``theta_k = lam / (1.001 ||Phi||_2^2)`` with ``lam = 0.4``. The start is ``x_0 = Q z`` like every network.
-No symmetry term. 16 stages: 16 (1089^2 + 1089 * 121 + 1089) = 21,100,464 parameters at ``c = 3``.
+The operator enters only through that initialisation (``W_k`` and ``B_k`` replace the gradient step), so
+an ``operator`` given to ``apply`` sets ``W_k`` at ``init`` and is unused afterwards; ``q`` still sets
+``x_0``. No symmetry term. 16 stages: 16 (1089^2 + 1089 * 121 + 1089) = 21,100,464 parameters at ``c = 3``.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 from csist_jax.physics.grid import hr_cell_centres, hr_index, hr_label, hr_offset
 from csist_jax.physics.operator import (
     DenseOperator,
+    PerSampleOperator,
+    SamplingOperator,
     SeparableOperator,
     dense_operator,
     q_init,
@@ -15,6 +17,8 @@ from csist_jax.physics.sensor import gaussian_noise, observe, poisson_noise, qua
 __all__ = [
     "DEFAULT_SIGMA",
     "DenseOperator",
+    "PerSampleOperator",
+    "SamplingOperator",
     "SeparableOperator",
     "dense_operator",
     "gaussian_noise",

@@ -1,16 +1,27 @@
 """The sampling operator ``Phi``: an HR sparse map ``s`` (``hr x hr``) to an LR image (``size x size``).
 
 ``z = Phi s`` with ``Phi = kron(G, G)`` in the row-major layouts of SPEC sec. 2, i.e. ``z = G s G^T``.
-Operators are immutable pytrees (their arrays are leaves, their shapes static), so they pass through
-``jit``/``vmap``/``grad`` and a learned operator is just an operator whose array is a parameter.
 
-Every operator offers ``forward`` (``A``), ``adjoint`` (``A^T``), ``gram`` (``A^T A``), ``matrix()``
-(the dense ``[size^2, hr^2]`` form), ``norm_squared()`` (``||A||_2^2`` by power iteration) and
-``check_adjoint()`` (``<A s, z> = <s, A^T z>``).
+:class:`SamplingOperator` is the one interface: ``forward`` (``A``), ``adjoint`` (``A^T``), ``gram``
+(``A^T A``), ``matrix()`` (the dense ``[size^2, hr^2]`` form), ``norm_squared()`` (``||A||_2^2`` by power
+iteration), ``adjoint_residual(key)`` (jittable) and ``check_adjoint()`` (``<A s, z> = <s, A^T z>``), with
+static ``size``, ``hr``, ``in_shape``, ``out_shape`` and ``dtype``. The analytic operator
+(:class:`SeparableOperator`), a dense or learned one (:class:`DenseOperator`) and the per-sample wrapper
+(:class:`PerSampleOperator`) implement it. Operators are immutable pytrees (their arrays are leaves, their
+shapes static), so they pass through ``jit``/``vmap``/``grad``, sit inside an Optax parameter tree, and
+go wherever an operator is taken: the solvers, :func:`q_init`, and the networks' ``operator=`` argument.
+
+A learned operator is a :class:`DenseOperator` whose matrix is a parameter::
+
+    A0 = physics.dense_operator(physics.sampling_operator(3))   # start from the analytic Phi
+    params = {"operator": A0, "network": variables["params"]}   # A0.A is trained like any weight
+    maps = net.apply({"params": params["network"], "constants": variables["constants"]}, images,
+                     operator=params["operator"])
 """
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import functools
 
@@ -22,11 +33,42 @@ from csist_jax import _checks
 from csist_jax.physics import psf
 
 
-class _OperatorMethods:
-    """Methods every sampling operator derives from ``forward`` and ``adjoint``."""
+class SamplingOperator(abc.ABC):
+    r"""The interface every sampling operator implements: a linear map ``A`` from HR maps to LR images.
+
+    ``A`` takes an HR map ``s`` ``[..., hr, hr]`` to an image ``z = A s`` ``[..., size, size]`` (any
+    leading batch axes). A subclass provides
+
+    - ``size`` and ``hr`` (ints: the image and HR-map side lengths; static, not pytree leaves),
+    - ``dtype`` (the dtype of its arrays),
+    - ``forward(s) -> A s`` and ``adjoint(z) -> A^T z``,
+
+    and is registered as a pytree (e.g. a frozen dataclass through ``jax.tree_util.register_dataclass``)
+    so that it passes through ``jit``/``vmap``/``grad`` as an argument. Everything else is derived:
+    ``in_shape`` ``(hr, hr)``, ``out_shape`` ``(size, size)``, ``gram`` (``A^T A``), ``matrix()`` (dense
+    ``[size^2, hr^2]``), ``norm_squared()`` (``||A||_2^2``), ``adjoint_residual(key)`` (jittable) and
+    ``check_adjoint()`` (its host-side verdict).
+
+    Implementations: :class:`SeparableOperator` (the analytic ``Phi``), :class:`DenseOperator` (any
+    matrix; a learned operator is a ``DenseOperator`` whose ``A`` is a trained parameter) and
+    :class:`PerSampleOperator` (any operator applied one sample at a time).
+    """
 
     size: int
     hr: int
+
+    @property
+    @abc.abstractmethod
+    def dtype(self):
+        """The dtype of the operator's arrays (and of ``matrix()``)."""
+
+    @abc.abstractmethod
+    def forward(self, s: Float[Array, "... hr hr"]) -> Float[Array, "... size size"]:
+        """``A s``."""
+
+    @abc.abstractmethod
+    def adjoint(self, z: Float[Array, "... size size"]) -> Float[Array, "... hr hr"]:
+        """``A^T z``."""
 
     @property
     def in_shape(self) -> tuple[int, int]:
@@ -40,7 +82,7 @@ class _OperatorMethods:
         _checks.trailing_shape(name, x, shape)
 
     def gram(self, s: Float[Array, "... hr hr"]) -> Float[Array, "... hr hr"]:
-        """``Phi^T Phi s``."""
+        """``A^T A s``."""
         return self.adjoint(self.forward(s))
 
     def matrix(self) -> Float[Array, "m n"]:
@@ -49,20 +91,32 @@ class _OperatorMethods:
         return self.forward(eye).reshape(-1, self.size * self.size).T
 
     def norm_squared(self, iterations: int = 100, key=None) -> Array:
-        """``||Phi||_2^2``, the largest eigenvalue of ``Phi^T Phi``, by power iteration."""
+        """``||A||_2^2``, the largest eigenvalue of ``A^T A``, by power iteration."""
         key = jax.random.PRNGKey(0) if key is None else key
         return _power_iteration(self, key, iterations)
 
-    def check_adjoint(self, key=None, rtol: float | None = None) -> bool:
-        """True when ``<Phi s, z> == <s, Phi^T z>`` for random ``s`` and ``z`` to ``rtol``."""
-        key = jax.random.PRNGKey(0) if key is None else key
+    def adjoint_residual(self, key: Array) -> Float[Array, ""]:
+        r"""``|<A s, z> - <s, A^T z>| / (|<A s, z>| + |<s, A^T z>|)`` for random normal ``s``, ``z``.
+
+        A pure function of the operator and ``key`` (works under ``jax.jit``, ``vmap`` over keys):
+        about the dtype's rounding (``~1e-7`` in float32) when ``adjoint`` is the transpose of
+        ``forward``, of order 1 when it is not.
+        """
         ks, kz = jax.random.split(key)
         s = jax.random.normal(ks, self.in_shape, self.dtype)
         z = jax.random.normal(kz, self.out_shape, self.dtype)
         lhs = jnp.vdot(self.forward(s), z)
         rhs = jnp.vdot(s, self.adjoint(z))
+        return jnp.abs(lhs - rhs) / (jnp.abs(lhs) + jnp.abs(rhs) + 1e-30)
+
+    def check_adjoint(self, key=None, rtol: float | None = None) -> bool:
+        """True when :meth:`adjoint_residual` is at most ``rtol`` (default 1e-5, 1e-12 in float64).
+
+        The host-side convenience (returns a Python bool, so not under ``jit``).
+        """
+        key = jax.random.PRNGKey(0) if key is None else key
         rtol = (1e-12 if self.dtype == jnp.float64 else 1e-5) if rtol is None else rtol
-        return bool(jnp.abs(lhs - rhs) <= rtol * (jnp.abs(lhs) + jnp.abs(rhs) + 1e-30))
+        return bool(self.adjoint_residual(key) <= rtol)
 
 
 @functools.partial(jax.jit, static_argnums=2)
@@ -79,7 +133,7 @@ def _power_iteration(op, key, iterations):
 
 @functools.partial(jax.tree_util.register_dataclass, data_fields=["G"], meta_fields=["size", "c"])
 @dataclasses.dataclass(frozen=True)
-class SeparableOperator(_OperatorMethods):
+class SeparableOperator(SamplingOperator):
     """The analytic ``Phi = kron(G, G)``: forward ``G s G^T``, adjoint ``G^T z G`` (O(size hr^2))."""
 
     G: Float[Array, "size hr"]
@@ -107,8 +161,14 @@ class SeparableOperator(_OperatorMethods):
 
 @functools.partial(jax.tree_util.register_dataclass, data_fields=["A"], meta_fields=["size", "hr"])
 @dataclasses.dataclass(frozen=True)
-class DenseOperator(_OperatorMethods):
-    """A general ``Phi`` held as a dense ``[size^2, hr^2]`` matrix: the form a learned operator takes."""
+class DenseOperator(SamplingOperator):
+    """An operator held as its dense ``[size^2, hr^2]`` matrix ``A``: forward ``A s``, adjoint ``A^T z``.
+
+    This is the form a learned operator takes: ``A`` is a pytree leaf, so a ``DenseOperator`` can sit in
+    a parameter tree and be trained with Optax (its gradient is a ``DenseOperator`` holding ``dL/dA``).
+    :func:`dense_operator` builds one from any operator, e.g. the analytic ``Phi`` as an initialisation;
+    ``DenseOperator(A=params["A"], size=11, hr=33)`` wraps a raw parameter array.
+    """
 
     A: Float[Array, "m n"]
     size: int
@@ -135,13 +195,50 @@ class DenseOperator(_OperatorMethods):
         return (flat @ self.A).reshape(z.shape[:-2] + self.in_shape)
 
 
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["base"], meta_fields=[])
+@dataclasses.dataclass(frozen=True)
+class PerSampleOperator(SamplingOperator):
+    """Any operator ``base`` whose ``forward``/``adjoint`` run one sample at a time (a ``lax.map``).
+
+    Same values as ``base`` (it calls ``base.forward``/``base.adjoint`` on one map at a time). XLA picks
+    product kernels by operand shape, so a batched product can round differently for a batch of 1 or
+    64; one map at a time, a sample's result is bit-identical alone and in any batch on XLA:CPU. Only the
+    networks' opt-in ``batch_exact`` mode uses it: it serialises the batch (slow on accelerators).
+    """
+
+    base: SamplingOperator
+
+    size = property(lambda self: self.base.size)
+    hr = property(lambda self: self.base.hr)
+    dtype = property(lambda self: self.base.dtype)
+
+    def _map(self, fn, x, shape):
+        lead = x.shape[: x.ndim - 2]
+        if not lead:
+            return fn(x)
+        out = jax.lax.map(fn, x.reshape((-1,) + x.shape[-2:]))
+        return out.reshape(lead + shape)
+
+    def forward(self, s: Float[Array, "... hr hr"]) -> Float[Array, "... size size"]:
+        return self._map(self.base.forward, s, self.out_shape)
+
+    def adjoint(self, z: Float[Array, "... size size"]) -> Float[Array, "... hr hr"]:
+        return self._map(self.base.adjoint, z, self.in_shape)
+
+    def matrix(self) -> Float[Array, "m n"]:
+        return self.base.matrix()
+
+    def norm_squared(self, iterations: int = 100, key=None) -> Array:
+        return self.base.norm_squared(iterations, key)
+
+
 def sampling_operator(c: int = 3, size: int = 11, sigma=psf.DEFAULT_SIGMA) -> SeparableOperator:
     """The analytic sampling operator for ratio ``c``, image ``size`` and PSF width ``sigma``."""
     return SeparableOperator(G=psf.separable_factor(c, size, sigma), size=size, c=c)
 
 
-def dense_operator(op: SeparableOperator) -> DenseOperator:
-    """The same operator in dense form (the initialisation of a learned operator)."""
+def dense_operator(op: SamplingOperator) -> DenseOperator:
+    """The same operator in dense form, ``A = op.matrix()``: the initialisation of a learned operator."""
     return DenseOperator(A=op.matrix(), size=op.size, hr=op.hr)
 
 
@@ -151,25 +248,38 @@ def sampling_matrix(c: int = 3, size: int = 11, sigma=psf.DEFAULT_SIGMA) -> Floa
     return jnp.kron(G, G)
 
 
-def q_init(labels: Float[Array, "n hr hr"], operator, ridge: float = 1e-6) -> Float[Array, "hr2 m"]:
-    """Least-squares linear initialisation ``Q = argmin_Q ||Q Y - X||_F`` with ``Y = Phi X``.
+def q_init(
+    labels: Float[Array, "n hr hr"] | None, operator: SamplingOperator, ridge: float = 1e-6
+) -> Float[Array, "hr2 m"]:
+    """Least-squares linear initialisation ``Q = argmin_Q ||Q Y - X||_F`` with ``Y = A X``.
 
     ``X`` holds the flattened HR labels as columns; ``Y`` their noise-free images (not the stored
-    8-bit ones). ``Y Y^T`` is often ill-conditioned, so a tiny ridge relative to its trace is added:
-    ``Q = X Y^T (Y Y^T + ridge * tr(Y Y^T) / m * I)^-1``.
+    8-bit ones). ``Y Y^T`` is often ill-conditioned, so a ridge relative to its trace is added:
+    ``Q = X Y^T (Y Y^T + ridge * tr(Y Y^T) / m * I)^-1``, ``[hr^2, size^2]``.
+
+    ``labels=None`` means every unit HR cell once (``X = I``, ``Y = A``): the regularised pseudo-inverse
+    ``Q = A^T (A A^T + ridge tr(A A^T) / m I)^-1`` of the operator, with no training data. The networks
+    start from it (``ridge=1e-3``) when no ``q_init`` is given.
     """
-    _checks.trailing_shape("labels", labels, operator.in_shape)
-    _checks.finite("labels", labels)
-    X = jnp.asarray(labels).reshape(-1, operator.hr * operator.hr).T  # [hr2, n]
-    Y = operator.forward(jnp.asarray(labels)).reshape(-1, operator.size * operator.size).T  # [m, n]
+    if labels is None:
+        Y = operator.matrix()  # [m, hr2]
+        YXt = Y
+    else:
+        _checks.trailing_shape("labels", labels, operator.in_shape)
+        _checks.finite("labels", labels)
+        X = jnp.asarray(labels).reshape(-1, operator.hr * operator.hr).T  # [hr2, n]
+        Y = operator.forward(jnp.asarray(labels)).reshape(-1, operator.size * operator.size).T  # [m, n]
+        YXt = Y @ X.T
     yyT = Y @ Y.T
     m = yyT.shape[0]
     reg = ridge * jnp.trace(yyT) / m
-    return jnp.linalg.solve(yyT + reg * jnp.eye(m, dtype=yyT.dtype), Y @ X.T).T
+    return jnp.linalg.solve(yyT + reg * jnp.eye(m, dtype=yyT.dtype), YXt).T
 
 
 __all__ = [
     "DenseOperator",
+    "PerSampleOperator",
+    "SamplingOperator",
     "SeparableOperator",
     "dense_operator",
     "q_init",
