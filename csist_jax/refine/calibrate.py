@@ -5,17 +5,19 @@ global parameters ``g = (sigma, background)`` are shared. The joint least-square
 
     min_{g, theta_1..theta_n}  sum_i || res(render(theta_i, sigma) + background, z_i) ||^2
 
-(``res`` the censored residual of ``csist_jax.refine.fit``) is solved by Gauss-Newton on all parameters
-at once, eliminating each image's block by its Schur complement (the bundle-adjustment structure):
+(``res`` the censored residual of ``csist_jax.refine.fit``) is solved on all parameters at once by the
+shared Levenberg-Marquardt solver (``csist_jax.refine.lm``), whose damped system is solved by
+eliminating each image's block by its Schur complement (the bundle-adjustment structure):
 
-    S = sum_i (C_i - B_i^T A_i^{-1} B_i),    s = sum_i (J_g,i^T r_i - B_i^T A_i^{-1} J_theta,i^T r_i),
+    S = C - sum_i B_i^T A_i^{-1} B_i,    s = sum_i (J_g,i^T r_i - B_i^T A_i^{-1} J_theta,i^T r_i),
     step_g = -S^{-1} s,    step_theta_i = -A_i^{-1} (J_theta,i^T r_i + B_i step_g),
 
-with ``A = J_theta^T J_theta``, ``B = J_theta^T J_g``, ``C = J_g^T J_g`` and every Jacobian by ``jax.jacfwd``
-through ``csist_jax.physics.render`` (differentiable in ``sigma``). ``S / v`` is the Fisher information of
-``g`` with the sources profiled out, so ``sqrt(diag(v S^{-1}))`` is its standard error, ``v`` the residual
-variance estimated from the fit. The source lists are re-detected at the new ``sigma`` for ``rounds``
-rounds (a wrong ``sigma`` can change the model order).
+with ``A_i = J_theta,i^T J_theta,i``, ``B_i = J_theta,i^T J_g,i``, ``C = sum_i J_g,i^T J_g,i`` (``A_i`` and
+``C`` carrying Marquardt's damping) and every Jacobian by ``jax.jacfwd`` through
+``csist_jax.physics.render`` (differentiable in ``sigma``). Undamped, ``S / v`` is the Fisher information
+of ``g`` with the sources profiled out, so ``sqrt(diag(v S^{-1}))`` is its standard error, ``v`` the
+residual variance estimated from the fit. The source lists are re-detected at the new ``sigma`` for
+``rounds`` rounds (a wrong ``sigma`` can change the model order).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from jaxtyping import Array, Float
 
 from csist_jax import _checks
 from csist_jax.physics import psf, sensor
-from csist_jax.refine import fit
+from csist_jax.refine import fit, lm
 from csist_jax.refine.localize import fit_sources
 
 
@@ -41,55 +43,68 @@ def _residual(theta, active, g, z, saturation):
 
 
 def _blocks(theta, active, g, z, saturation, free_g):
-    """One image's Gauss-Newton blocks ``(A, B, C, J_theta^T r, J_g^T r, cost)``."""
+    """One image's Gauss-Newton blocks ``(A, B, C, J_theta^T r, J_g^T r)``."""
     r = _residual(theta, active, g, z, saturation)
     Jt = jax.jacfwd(_residual)(theta, active, g, z, saturation).reshape(r.shape[0], -1)
     Jg = jax.jacfwd(_residual, argnums=2)(theta, active, g, z, saturation) * free_g[None, :]
     keep = jnp.repeat(active, 3) > 0
     A = Jt.T @ Jt
     A = jnp.where(keep[:, None] & keep[None, :], A, jnp.eye(A.shape[0], dtype=A.dtype))
-    return A, Jt.T @ Jg, Jg.T @ Jg, jnp.where(keep, Jt.T @ r, 0.0), Jg.T @ r, jnp.sum(r * r)
+    return A, Jt.T @ Jg, Jg.T @ Jg, jnp.where(keep, Jt.T @ r, 0.0), Jg.T @ r
+
+
+def _schur(system, lam, free):
+    """The damped joint system with every image's block eliminated: ``(S, s, A^{-1} B, A^{-1} J_theta^T r)``.
+
+    ``system = (A [n, P, P], B [n, P, 2], C [2, 2], J_theta^T r [n, P], J_g^T r [2])`` (``C`` and
+    ``J_g^T r`` summed over images), ``free = (keep [n, P], free_g [2])``; every diagonal block is damped
+    as in ``csist_jax.refine.lm.damped``, so the step is the dense damped step of the joint system.
+    """
+    A, B, C, gt, gg = system
+    keep, free_g = free
+    A = jax.vmap(lm.damped, in_axes=(0, None, 0))(A, lam, keep)
+    Ainv_B = jnp.linalg.solve(A, B)
+    Ainv_gt = jnp.linalg.solve(A, gt[..., None])[..., 0]
+    S = lm.damped(C, lam, free_g) - jnp.einsum("nij,nik->jk", B, Ainv_B)
+    s = gg - jnp.einsum("nij,ni->j", B, Ainv_gt)
+    return S, s, Ainv_B, Ainv_gt
+
+
+def _schur_step(system, lam, free):
+    S, s, Ainv_B, Ainv_gt = _schur(system, lam, free)
+    step_g = -jnp.linalg.solve(S, s)
+    return -(Ainv_gt + jnp.einsum("nij,j->ni", Ainv_B, step_g)), step_g
 
 
 @functools.partial(jax.jit, static_argnames=("iterations",))
-def _gauss_newton(theta, active, g, images, saturation, free_g, damping, iterations):
-    blocks = jax.vmap(_blocks, in_axes=(0, 0, None, 0, None, None))
+def _joint_fit(theta, active, g, images, saturation, free_g, damping, iterations):
+    """Levenberg-Marquardt on ``(theta [n, K, 3], g [2])``; returns ``(theta, g, cost, S)``."""
+    free = (jnp.repeat(active, 3, axis=-1) > 0, free_g > 0)
 
-    def schur(theta, g, lam):
-        A, B, C, gt, gg, cost = blocks(theta, active, g, images, saturation, free_g)
-        A = A + lam * jnp.eye(A.shape[-1], dtype=A.dtype) * (1.0 + jnp.diagonal(A, axis1=1, axis2=2))[:, None]
-        Ainv_B = jnp.linalg.solve(A, B)
-        Ainv_gt = jnp.linalg.solve(A, gt[..., None])[..., 0]
-        S = jnp.sum(C - jnp.einsum("nij,nik->njk", B, Ainv_B), axis=0)
-        s = jnp.sum(gg - jnp.einsum("nij,ni->nj", B, Ainv_gt), axis=0)
-        S = S + jnp.diag(jnp.where(free_g > 0, 0.0, 1.0))  # a fixed global parameter does not move
-        return S, s, Ainv_B, Ainv_gt, jnp.sum(cost)
-
-    def total_cost(theta, g):
+    def evaluate(params):
+        theta, g = params
         r = jax.vmap(_residual, in_axes=(0, 0, None, 0, None))(theta, active, g, images, saturation)
-        return jnp.sum(r * r)
+        return jnp.sum(r * r), None
 
-    def body(_, carry):
-        theta, g, lam, cost = carry
-        S, s, Ainv_B, Ainv_gt, _ = schur(theta, g, lam)
-        step_g = -jnp.linalg.solve(S + lam * jnp.diag(jnp.diagonal(S)), s) * free_g
-        step_t = -(Ainv_gt + jnp.einsum("nij,j->ni", Ainv_B, step_g))
-        new_theta = theta + step_t.reshape(theta.shape) * jnp.repeat(active, 3, axis=-1).reshape(theta.shape)
-        new_g = g + step_g
-        new_g = new_g.at[0].set(jnp.maximum(new_g[0], 0.05))
-        new_cost = total_cost(new_theta, new_g)
-        better = new_cost < cost
-        return (
-            jnp.where(better, new_theta, theta),
-            jnp.where(better, new_g, g),
-            jnp.where(better, lam * 0.3, lam * 5.0),
-            jnp.where(better, new_cost, cost),
-        )
+    def normal(params, _):
+        theta, g = params
+        blocks = jax.vmap(_blocks, in_axes=(0, 0, None, 0, None, None))
+        A, B, C, gt, gg = blocks(theta, active, g, images, saturation, free_g)
+        return A, B, jnp.sum(C, axis=0), gt, jnp.sum(gg, axis=0)
 
-    theta, g, _, cost = jax.lax.fori_loop(
-        0, iterations, body, (theta, g, jnp.asarray(damping, g.dtype), total_cost(theta, g))
+    lower = (-jnp.inf, jnp.array([0.05, -jnp.inf], g.dtype))  # sigma >= 0.05 px
+    (theta, g), cost, _ = lm.levenberg_marquardt(
+        evaluate,
+        normal,
+        (theta, g),
+        iterations=iterations,
+        damping=damping,
+        free=free,
+        lower=lower,
+        solve=_schur_step,
     )
-    S, _, _, _, _ = schur(theta, g, jnp.asarray(1e-6, g.dtype))
+    # a relative 1e-6 keeps a nearly singular image block (an unresolved pair) from swamping S
+    S = _schur(normal((theta, g), None), 1e-6, free)[0]
     return theta, g, cost, S
 
 
@@ -112,7 +127,7 @@ def calibrate_psf(
       sigma0: starting PSF width (px).
       fit_background: also estimate a constant additive background (else it stays ``background0``).
       rounds: detect sources at the current estimate, then refine jointly; repeated ``rounds`` times.
-      iterations: joint Gauss-Newton iterations per round.
+      iterations: joint Levenberg-Marquardt iterations per round.
       max_sources: largest model order per image.
 
     Returns:
@@ -143,7 +158,7 @@ def calibrate_psf(
         )
         active = (jnp.arange(max_sources)[None, :] < found["count"][:, None]).astype(jnp.float32)
         theta = jnp.concatenate([found["points"][..., :2], found["brightness"][..., None]], axis=-1)
-        theta, g, cost, S = _gauss_newton(theta, active, g, z, float(saturation), free_g, 1e-3, iterations)
+        theta, g, cost, S = _joint_fit(theta, active, g, z, float(saturation), free_g, 1e-3, iterations)
     n_params = 3 * float(jnp.sum(active)) + float(jnp.sum(free_g))
     dof = max(z.size - n_params, 1.0)
     variance = float(cost) / dof

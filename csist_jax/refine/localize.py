@@ -2,7 +2,8 @@ r"""Continuous sub-pixel localisation: ``localize(images) -> (points, point_coun
 
 Every published CSIST method scores detections at the centres of a ``1/c``-pixel grid, which caps
 CSO-mAP (about 0.486 for the exact label map at ``c = 3``). Here the targets are fitted as what they
-are, point sources seen through the known sensor (``csist_jax.refine.fit``), one image at a time:
+are, point sources seen through the known sensor (``csist_jax.refine.fit``), one image at a time by
+``localize_one`` (pure and jittable; ``fit_sources`` / ``localize`` are the host-side conveniences):
 
 1. **Candidates.** Model order ``k = 1 .. max_sources`` is grown greedily: a new source starts at the
    peak of the residual ``z - m`` (centroid of its positive 3 x 3 neighbourhood), taking a third of the
@@ -10,7 +11,8 @@ are, point sources seen through the known sensor (``csist_jax.refine.fit``), one
    network's or the analytic solver's HR map) the ``k`` strongest local maxima of the map are a second
    start for order ``k``; the better fit of the two is kept.
 2. **Joint fit.** Positions and intensities of all ``k`` sources are fitted together by
-   Levenberg-Marquardt, with the stored image's 8-bit rounding and 255-saturation in the model.
+   Levenberg-Marquardt (``csist_jax.refine.fit.fit_one``), with the stored image's 8-bit rounding and
+   255-saturation in the model.
 3. **Escaping local minima.** From ``k = 2`` on, a fit can park a source on a faint spot while the
    others absorb its flux. The weakest source is moved next to the brightest, which is split in two
    (along each of ``repair_directions`` axes); the move is kept when it lowers the cost.
@@ -20,14 +22,15 @@ are, point sources seen through the known sensor (``csist_jax.refine.fit``), one
    further and compared again.
 5. **Scores.** Each detection is scored by its predicted localisation error, the Cramer-Rao-type
    standard deviation ``s = sqrt(C_xx + C_yy)`` from ``C = v (J^T W J)^{-1}`` at the solution:
-   ``score = 1 / (1 + s / 0.05)`` in ``(0, 1]``. CSO-mAP pools detections over the dataset and ranks
-   them by score, so confident, bright, well-separated detections come first and a weak spurious
-   source, whose position is poorly determined, comes last.
+   ``score = 1 / (1 + s / 0.05)`` in ``(0, 1]`` (``csist_jax.refine.score.position_score``). CSO-mAP
+   pools detections over the dataset and ranks them by score, so confident, bright, well-separated
+   detections come first and a weak spurious source, whose position is poorly determined, comes last.
 
-All shapes are static (``max_sources`` slots, a count), so the whole pipeline is one jitted function
-vmapped over images; an image's result never depends on the other images of its batch (bit-identical
-under any permutation). It can depend on the compiled chunk shape at the level of float rounding: XLA
-may order a reduction differently for another batch size, and a nearly degenerate fit can amplify that.
+All shapes are static (``max_sources`` slots, a count), so the whole pipeline is one function of one
+image, jitted and vmapped over images (``jax.jit(jax.vmap(localize_one))``); an image's result never
+depends on the other images of its batch (bit-identical under any permutation). It can depend on the
+compiled chunk shape at the level of float rounding: XLA may order a reduction differently for another
+batch size, and a nearly degenerate fit can amplify that.
 """
 
 from __future__ import annotations
@@ -42,9 +45,18 @@ from jaxtyping import Array, Float, Int
 from csist_jax import _checks
 from csist_jax.physics import grid, psf, sensor
 from csist_jax.refine import fit
+from csist_jax.refine.score import SCORE_SCALE, VARIANCE_FLOOR, pixel_variance, position_score, position_std
 
-SCORE_SCALE = 0.05  # px: the smallest CSO-mAP radius; s = SCORE_SCALE gives score 1/2
-VARIANCE_FLOOR = 1e-6
+__all__ = [
+    "SCORE_SCALE",
+    "VARIANCE_FLOOR",
+    "fit_sources",
+    "localize",
+    "localize_one",
+    "pixel_variance",
+    "position_std",
+]
+
 _DIRECTIONS = ((1.0, 0.0), (0.0, 1.0), (0.70710678, 0.70710678), (0.70710678, -0.70710678))
 
 
@@ -103,42 +115,105 @@ def _map_peaks(hr_map, k, c: int, size: int, max_sources: int):
     return jnp.where((jnp.arange(max_sources) < k)[:, None], rows, 0.0)
 
 
-def pixel_variance(z, noise_std):
-    """Residual variance per pixel: ``1/12`` when every value of ``z`` is an integer (rounded storage),
-    plus ``noise_std^2``, plus ``VARIANCE_FLOOR`` (float32 rendering error of unquantised images)."""
-    rounded = jnp.all(z == jnp.round(z))
-    return jnp.where(rounded, fit.QUANTIZATION_VARIANCE, 0.0) + noise_std**2 + VARIANCE_FLOOR
+def _static_int(name: str, value, minimum: int = 1) -> int:
+    if isinstance(value, jax.core.Tracer):
+        raise TypeError(
+            f"{name} is a structural option and must be a Python int, got a traced value (bind it with "
+            "functools.partial before jax.jit / jax.vmap instead of passing it as a traced argument)"
+        )
+    return _checks.positive_int(name, value, minimum=minimum)
 
 
-def position_std(H, active, variance):
-    """Predicted standard deviation ``sqrt(C_xx + C_yy)`` of each source's position, ``C = v H^{-1}``."""
-    free = jnp.repeat(active, 3) > 0
-    diag = jnp.diagonal(H)
-    Hr = H + jnp.diag(jnp.where(free, 1e-6 * diag + 1e-9, 1.0))
-    C = variance * jnp.diagonal(jnp.linalg.inv(Hr)).reshape(-1, 3)
-    std = jnp.sqrt(C[:, 0] + C[:, 1])
-    # a degenerate fit (singular H) is as uncertain as it gets
-    return jnp.where(jnp.isfinite(std) & (C[:, 0] + C[:, 1] >= 0), std, jnp.inf)
+_STRUCTURAL = (
+    "c",
+    "max_sources",
+    "iterations",
+    "repair_iterations",
+    "polish_iterations",
+    "repair_directions",
+)
 
 
-def _localize_one(
-    z,
-    hr_map,
-    noise_std,
+def _check_options(sigma, noise_std, penalty, *structural) -> None:
+    """The options shared by ``localize_one`` and ``fit_sources``: the structural ones (Python ints, in
+    the order of ``_STRUCTURAL``) always, ``sigma``, ``noise_std`` and ``penalty`` when concrete."""
+    _checks.positive_scalar("sigma", sigma)
+    for name, value in zip(_STRUCTURAL, structural, strict=True):
+        _static_int(name, value, minimum=0 if name in ("repair_iterations", "repair_directions") else 1)
+    repair_directions = structural[-1]
+    if repair_directions > len(_DIRECTIONS):
+        raise ValueError(f"repair_directions must be in 0..{len(_DIRECTIONS)}, got {repair_directions!r}")
+    for name, value in (("noise_std", noise_std), ("penalty", penalty)):
+        if _checks.is_concrete(value) and np.ndim(value) == 0 and float(value) < 0:
+            raise ValueError(f"{name} must be >= 0, got {value!r}")
+
+
+def localize_one(
+    image: Float[Array, "size size"],
+    hr_map: Float[Array, "hr hr"] | None = None,
     *,
-    sigma,
-    c,
-    max_sources,
-    penalty,
-    iterations,
-    repair_iterations,
-    polish_iterations,
-    repair_directions,
-    saturation,
-):
+    sigma=psf.DEFAULT_SIGMA,
+    c: int = 3,
+    max_sources: int = 5,
+    noise_std=0.0,
+    penalty=10.0,
+    iterations: int = 10,
+    repair_iterations: int = 10,
+    polish_iterations: int = 15,
+    repair_directions: int = 2,
+    saturation=sensor.SATURATION,
+) -> dict[str, Array]:
+    """Point sources in one image: the per-image localisation core (module docstring: the method).
+
+    Pure, jittable, vmappable and differentiable: ``jax.jit(jax.vmap(localize_one))(images)`` localises a
+    batch, ``jax.grad`` runs through the fits (the discrete choices, model order, which start is kept
+    and which steps are accepted, are held fixed). The structural options (``c``, ``max_sources``, the
+    iteration counts, ``repair_directions``) must be Python ints: bind them with ``functools.partial``
+    before ``jit``/``vmap``. ``sigma``, ``noise_std``, ``penalty`` and ``saturation`` may be traced.
+    ``fit_sources`` / ``localize`` are the host-side conveniences over it (validation, chunking) and give
+    the same results (bit for bit at the same batch size).
+
+    Args:
+      image: ``[size, size]`` stored image on the 0..255 scale (an integer dtype is fitted in float32).
+        A rounded image (every value an integer) is fitted with the quantisation variance ``1/12``.
+      hr_map: optional ``[size*c, size*c]`` HR map whose local maxima seed every model order.
+      sigma, c, max_sources, noise_std, penalty, iterations, repair_iterations, polish_iterations,
+      repair_directions, saturation: as in :func:`fit_sources`.
+
+    Returns:
+      ``{"points": [M, 3] (x, y, score), "count": int32 scalar, "brightness": [M], "position_std": [M]
+      (px), "cost": scalar (in units of the pixel variance)}``, ``M = max_sources``; rows beyond
+      ``count`` are zero.
+
+    >>> from csist_jax.data import csist100k
+    >>> images = jnp.asarray(csist100k.generate(seed=0, n=8)["image"], jnp.float32)
+    >>> result = jax.jit(jax.vmap(localize_one))(images)  # result["points"]: [8, 5, 3]
+    """
+    structural = (c, max_sources, iterations, repair_iterations, polish_iterations, repair_directions)
+    _check_options(sigma, noise_std, penalty, *structural)
+    z = jnp.asarray(image)
+    if z.ndim != 2 or z.shape[0] != z.shape[1] or z.shape[0] < 3:
+        raise ValueError(f"image must have shape [size, size] with size >= 3, got {tuple(z.shape)}")
+    if not jnp.issubdtype(z.dtype, jnp.floating):
+        z = z.astype(jnp.float32)
+    _checks.finite("image", z)
     size = z.shape[-1]
     dtype = z.dtype
-    lm = functools.partial(fit.lm_fit, z=z, sigma=sigma, saturation=saturation, damping=1e-2)
+    # Python numbers become constants that XLA folds into the arithmetic (a division turns into a
+    # multiplication, ...), which moves float rounding; behind a barrier they compile as the traced
+    # values of ``fit_sources`` do, so both give the same result
+    sigma, noise_std, penalty, saturation = (
+        v if isinstance(v, jax.core.Tracer) else jax.lax.optimization_barrier(jnp.asarray(v, dtype))
+        for v in (sigma, noise_std, penalty, saturation)
+    )
+    if hr_map is not None:
+        hr_map = jnp.asarray(hr_map, dtype)
+        if hr_map.shape != (size * c, size * c):
+            raise ValueError(
+                f"hr_map must have shape [{size * c}, {size * c}] (size*c, size*c), got {list(hr_map.shape)}"
+            )
+        _checks.finite("hr_map", hr_map)
+    lm = functools.partial(fit.fit_one, image=z, sigma=sigma, saturation=saturation, damping=1e-2)
     variance = pixel_variance(z, noise_std)
     peak_fraction = psf.pixel_integrated_gaussian(jnp.zeros((), dtype), sigma) ** 2
     blank = jnp.sum(fit.censored_residual(jnp.zeros_like(z), z, saturation) ** 2)
@@ -168,12 +243,8 @@ def _localize_one(
     # order 1 has no local minimum to escape and a small system: unrolled; orders 2 and up share one
     # compiled step of a scan, escape moves included (a 2-source fit can also park a source on a faint spot)
     carry = (jnp.zeros((max_sources, 3), dtype), jnp.zeros((max_sources,), dtype))
-    low = []
-    for k in range(min(1, max_sources)):
-        carry, out = grow(carry, k, slots=k + 1, repair=False)
-        low.append(out)
-    fits = jnp.stack([f for f, _ in low])
-    costs = jnp.stack([c for _, c in low])
+    carry, (fit_1, cost_1) = grow(carry, 0, slots=1, repair=False)
+    fits, costs = fit_1[None], cost_1[None]
     if max_sources > 1:
         _, (high_fits, high_costs) = jax.lax.scan(grow, carry, jnp.arange(1, max_sources))
         fits = jnp.concatenate([fits, high_fits])
@@ -194,29 +265,17 @@ def _localize_one(
     final = final_costs / variance + penalty * pair
     pick = jnp.argmin(final)
     theta, active, H, order = thetas[pick], actives[pick], Hs[pick], pair[pick]
-    std = position_std(H, active, variance)
-    score = jnp.where(active > 0, 1.0 / (1.0 + std / SCORE_SCALE), 0.0)
+    std, score = position_score(H, active, variance)
     return {
         "points": jnp.concatenate([theta[:, :2] * active[:, None], score[:, None]], axis=1),
         "count": order.astype(jnp.int32),
         "brightness": theta[:, 2] * active,
-        "position_std": jnp.where(active > 0, std, 0.0),
+        "position_std": std,
         "cost": final_costs[pick] / variance,
     }
 
 
-@functools.partial(
-    jax.jit,
-    static_argnames=(
-        "c",
-        "max_sources",
-        "iterations",
-        "repair_iterations",
-        "polish_iterations",
-        "repair_directions",
-        "saturation",
-    ),
-)
+@functools.partial(jax.jit, static_argnames=(*_STRUCTURAL, "saturation"))
 def _localize(
     images,
     hr_maps,
@@ -233,10 +292,11 @@ def _localize(
     saturation,
 ):
     one = functools.partial(
-        _localize_one,
+        localize_one,
         sigma=sigma,
         c=c,
         max_sources=max_sources,
+        noise_std=noise_std,
         penalty=penalty,
         iterations=iterations,
         repair_iterations=repair_iterations,
@@ -245,8 +305,8 @@ def _localize(
         saturation=saturation,
     )
     if hr_maps is None:
-        return jax.vmap(lambda z: one(z, None, noise_std))(images)
-    return jax.vmap(lambda z, s: one(z, s, noise_std))(images, hr_maps)
+        return jax.vmap(one)(images)
+    return jax.vmap(one)(images, hr_maps)
 
 
 def fit_sources(
@@ -293,22 +353,9 @@ def fit_sources(
     >>> data = csist100k.generate(seed=0, n=8)
     >>> result = fit_sources(data["image"])
     """
-    _checks.positive_scalar("sigma", sigma)
-    _checks.positive_int("c", c)
-    _checks.positive_int("max_sources", max_sources)
-    for name, value in (
-        ("iterations", iterations),
-        ("polish_iterations", polish_iterations),
-        ("batch_size", batch_size),
-    ):
-        _checks.positive_int(name, value)
-    _checks.positive_int("repair_iterations", repair_iterations, minimum=0)
-    if not 0 <= repair_directions <= len(_DIRECTIONS):
-        raise ValueError(f"repair_directions must be in 0..{len(_DIRECTIONS)}, got {repair_directions!r}")
-    if noise_std < 0:
-        raise ValueError(f"noise_std must be >= 0, got {noise_std!r}")
-    if penalty < 0:
-        raise ValueError(f"penalty must be >= 0, got {penalty!r}")
+    structural = (c, max_sources, iterations, repair_iterations, polish_iterations, repair_directions)
+    _check_options(sigma, noise_std, penalty, *structural)
+    _checks.positive_int("batch_size", batch_size)
     images = np.asarray(images) if not isinstance(images, jax.Array) else images
     if images.ndim != 3 or images.shape[1] != images.shape[2]:
         raise ValueError(f"images must have shape [n, size, size], got {tuple(images.shape)}")
@@ -324,15 +371,7 @@ def fit_sources(
                 f"hr_maps must have shape {list(want)} (n, size*c, size*c), got {list(hr_maps.shape)}"
             )
         _checks.finite("hr_maps", hr_maps)
-    static = dict(
-        c=c,
-        max_sources=max_sources,
-        iterations=iterations,
-        repair_iterations=repair_iterations,
-        polish_iterations=polish_iterations,
-        repair_directions=repair_directions,
-        saturation=float(saturation),
-    )
+    static = dict(zip(_STRUCTURAL, structural), saturation=float(saturation))
     n = images.shape[0]
     if n == 0:
         return {

@@ -8,10 +8,15 @@ centred on frame ``t_c`` is modelled as
     m_t = render({(x_k + (t - t_c) v_x, y_k + (t - t_c) v_y, b_k)}),
 
 ``3 K + 2`` parameters for ``T`` frames of data (the censored residual of ``csist_jax.refine.fit`` in every
-frame). The single-frame ``fit_sources`` of the centre frame gives the model order and the start
-(``v = 0``); Levenberg-Marquardt then fits all frames jointly (Jacobian by ``jax.jacfwd`` through
-``csist_jax.physics.render``). With ``T`` frames the rounding noise averages down, so positions and
-scores (the predicted position error, as in ``localize``) are sharper than from the centre frame alone.
+frame). The single-frame fit of the centre frame (``localize_one``) gives the model order and the start
+(``v = 0``); the shared Levenberg-Marquardt solver (``csist_jax.refine.lm``) then fits all frames jointly
+(Jacobian by ``jax.jacfwd`` through ``csist_jax.physics.render``). With ``T`` frames the rounding noise
+averages down, so positions and scores (the predicted position error of
+``csist_jax.refine.score.position_score``, as in ``localize``) are sharper than from the centre frame
+alone.
+
+``fit_window`` (one window from a start) and ``localize_window`` (one window from its frames alone) are
+the pure, jittable per-window cores; ``localize_windows`` is the host-side convenience over a batch.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ from jaxtyping import Array, Float, Int
 
 from csist_jax import _checks
 from csist_jax.physics import psf, sensor
-from csist_jax.refine import fit
-from csist_jax.refine.localize import SCORE_SCALE, fit_sources, pixel_variance
+from csist_jax.refine import fit, lm
+from csist_jax.refine.localize import fit_sources, localize_one
+from csist_jax.refine.score import pixel_variance, position_score
 
 
 def _window_residual(params, active, frames, sigma, saturation):
@@ -42,69 +48,112 @@ def _window_residual(params, active, frames, sigma, saturation):
     return fit.censored_residual(m, frames, saturation).reshape(-1)
 
 
-def _window_fit(theta, active, frames, sigma, saturation, iterations):
+def fit_window(
+    theta: Float[Array, "k 3"],
+    active: Float[Array, " k"],
+    frames: Float[Array, "t size size"],
+    *,
+    sigma=psf.DEFAULT_SIGMA,
+    saturation=sensor.SATURATION,
+    iterations: int = 30,
+    damping: float = 1e-2,
+) -> tuple[Float[Array, "k 3"], Float[Array, " 2"], Float[Array, ""], Float[Array, "p p"]]:
+    """Fit ``K`` sources moving with one common velocity to a window of frames: the per-window fitting core.
+
+    ``iterations`` steps of ``csist_jax.refine.lm.levenberg_marquardt`` on the censored residual of every
+    frame (module docstring: the model), from ``theta`` at the centre frame and ``v = 0``; the Jacobian by
+    ``jax.jacfwd`` through ``csist_jax.physics.render``. The velocity is bounded to ``|v| <= 1/2`` px per
+    frame. Pure, jittable, vmappable and differentiable; ``iterations`` is static.
+
+    Args:
+      theta: ``[K, 3]`` start ``(x, y, brightness)`` in the centre frame ``T // 2``.
+      active: ``[K]`` 1 for a source, 0 for an unused slot.
+      frames: ``[T, size, size]`` the window (0..255 scale).
+
+    Returns:
+      ``(theta [K, 3], velocity [2], cost, H [3K + 2, 3K + 2])``: the centre-frame fit, the velocity
+      (px per frame), the cost ``sum res^2`` and the Gauss-Newton matrix (velocity rows last).
+    """
     K = active.shape[0]
-    free = jnp.concatenate([jnp.repeat(active, 3), jnp.ones(2, frames.dtype)]) > 0
+    size = frames.shape[-1]
+    dtype = frames.dtype
     residual = functools.partial(
         _window_residual, active=active, frames=frames, sigma=sigma, saturation=saturation
     )
-    lo = jnp.concatenate(
-        [jnp.tile(jnp.array([-0.5, -0.5, 1.0], frames.dtype), K), jnp.full(2, -0.5, frames.dtype)]
-    )
-    size = frames.shape[-1]
-    hi = jnp.concatenate(
-        [
-            jnp.tile(jnp.array([size - 0.5, size - 0.5, jnp.inf], frames.dtype), K),
-            jnp.full(2, 0.5, frames.dtype),
-        ]
-    )
+    free = jnp.concatenate([jnp.repeat(active, 3), jnp.ones(2, dtype)]) > 0
+    lower, upper = fit.source_bounds(size, dtype)  # per source; the velocity within 1/2 px per frame
+    lo = jnp.concatenate([jnp.tile(lower, K), jnp.full(2, -0.5, dtype)])
+    hi = jnp.concatenate([jnp.tile(upper, K), jnp.full(2, 0.5, dtype)])
 
-    def normal(p):
+    def evaluate(p):
         r = residual(p)
+        return jnp.sum(r * r), r
+
+    def normal(p, r):
         J = jax.jacfwd(residual)(p) * free[None, :]
-        return J.T @ J, J.T @ r, jnp.sum(r * r)
+        return J.T @ J, J.T @ r
 
-    def body(_, carry):
-        p, lam, cost = carry
-        H, g, _ = normal(p)
-        d = jnp.diagonal(H)
-        A = H + jnp.diag(jnp.where(free, lam * d + 1e-9 * (1.0 + d), 1.0))
-        trial = jnp.clip(p - jnp.linalg.solve(A, g), lo, hi)
-        r = residual(trial)
-        new = jnp.sum(r * r)
-        better = new < cost
-        return (
-            jnp.where(better, trial, p),
-            jnp.where(better, lam * 0.2, lam * 5.0),
-            jnp.where(better, new, cost),
-        )
-
-    p0 = jnp.concatenate([theta.reshape(-1), jnp.zeros(2, frames.dtype)])
-    r0 = residual(p0)
-    p, _, cost = jax.lax.fori_loop(
-        0, iterations, body, (p0, jnp.asarray(1e-2, frames.dtype), jnp.sum(r0 * r0))
+    p0 = jnp.concatenate([theta.reshape(-1), jnp.zeros(2, dtype)])
+    p, cost, r = lm.levenberg_marquardt(
+        evaluate, normal, p0, iterations=iterations, damping=damping, free=free, lower=lo, upper=hi
     )
-    H, _, _ = normal(p)
-    return p, cost, H, free
+    H, _ = normal(p, r)
+    return p[: 3 * K].reshape(K, 3), p[3 * K :], cost, H
+
+
+def _window_points(frames, theta, count, sigma, noise_std, saturation, iterations):
+    """Centre-frame points ``[K, 3]`` and velocity ``[2]`` of one window fitted from ``theta``, ``count``."""
+    active = (jnp.arange(theta.shape[0]) < count).astype(frames.dtype)
+    theta, velocity, _, H = fit_window(
+        theta, active, frames, sigma=sigma, saturation=saturation, iterations=iterations
+    )
+    _, score = position_score(H, active, pixel_variance(frames, noise_std))
+    return jnp.concatenate([theta[:, :2] * active[:, None], score[:, None]], axis=1), velocity
+
+
+def localize_window(
+    frames: Float[Array, "t size size"],
+    *,
+    sigma=psf.DEFAULT_SIGMA,
+    noise_std=0.0,
+    max_sources: int = 5,
+    iterations: int = 30,
+    saturation=sensor.SATURATION,
+) -> dict[str, Array]:
+    """Detections in the centre frame of one window, fitted on all its frames: the per-window core.
+
+    ``localize_one`` of the centre frame gives the model order and the start, ``fit_window`` the joint
+    fit. Pure, jittable and vmappable (``jax.jit(jax.vmap(localize_window))(windows)``); ``max_sources``
+    and ``iterations`` are static. ``localize_windows`` is the host-side convenience over the same steps.
+
+    Returns:
+      ``{"points": [max_sources, 3] (x, y, score), "count": int32 scalar, "velocity": [2]}``.
+    """
+    frames = jnp.asarray(frames)
+    if frames.ndim != 3 or frames.shape[1] != frames.shape[2] or frames.shape[0] % 2 == 0:
+        raise ValueError(f"frames must have shape [T, size, size] with T odd, got {tuple(frames.shape)}")
+    if not jnp.issubdtype(frames.dtype, jnp.floating):
+        frames = frames.astype(jnp.float32)
+    iterations = _checks.positive_int("iterations", iterations)
+    centre = localize_one(
+        frames[frames.shape[0] // 2],
+        sigma=sigma,
+        noise_std=noise_std,
+        max_sources=max_sources,
+        saturation=saturation,
+    )
+    theta = jnp.concatenate([centre["points"][:, :2], centre["brightness"][:, None]], axis=-1)
+    points, velocity = _window_points(
+        frames, theta, centre["count"], sigma, noise_std, saturation, iterations
+    )
+    return {"points": points, "count": centre["count"], "velocity": velocity}
 
 
 @functools.partial(jax.jit, static_argnames=("iterations",))
 def _localize_windows(windows, theta, count, sigma, noise_std, saturation, iterations):
-    K = theta.shape[1]
-
-    def one(frames, th, k):
-        active = (jnp.arange(K) < k).astype(frames.dtype)
-        p, cost, H, free = _window_fit(th, active, frames, sigma, saturation, iterations)
-        variance = pixel_variance(frames, noise_std)
-        Hr = H + jnp.diag(jnp.where(free, 1e-6 * jnp.diagonal(H) + 1e-9, 1.0))
-        C = variance * jnp.diagonal(jnp.linalg.inv(Hr))[: 3 * K].reshape(K, 3)
-        std = jnp.sqrt(C[:, 0] + C[:, 1])
-        std = jnp.where(jnp.isfinite(std) & (C[:, 0] + C[:, 1] >= 0), std, jnp.inf)
-        score = jnp.where(active > 0, 1.0 / (1.0 + std / SCORE_SCALE), 0.0)
-        xy = p[: 3 * K].reshape(K, 3)[:, :2] * active[:, None]
-        return jnp.concatenate([xy, score[:, None]], axis=1), p[3 * K :]
-
-    return jax.vmap(one)(windows, theta, count)
+    return jax.vmap(_window_points, in_axes=(0, 0, 0, None, None, None, None))(
+        windows, theta, count, sigma, noise_std, saturation, iterations
+    )
 
 
 def localize_windows(
