@@ -1,4 +1,5 @@
-"""Analytic solvers: ISTA and FISTA over a sampling operator, jitted and vmapped over images."""
+"""Analytic solvers: ISTA and FISTA over a sampling operator, on one image or a batch, with warm starts;
+jittable, vmappable and differentiable."""
 
 from csist_jax.solvers.ista import (
     default_step,
@@ -7,6 +8,7 @@ from csist_jax.solvers.ista import (
     ista,
     nonneg_soft_threshold,
     objective,
+    proximal_gradient,
     soft_threshold,
 )
 
@@ -17,5 +19,6 @@ __all__ = [
     "ista",
     "nonneg_soft_threshold",
     "objective",
+    "proximal_gradient",
     "soft_threshold",
 ]

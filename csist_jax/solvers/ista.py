@@ -18,6 +18,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 from csist_jax import _checks
@@ -43,88 +44,94 @@ def default_step(operator) -> Array:
     return 1.0 / operator.norm_squared()
 
 
-def _prepare(images, operator, lam, iterations, step):
-    """Validate the arguments; return ``(images, operator, lam, step)`` for the jitted kernels."""
-    _checks.trailing_shape("images", images, operator.out_shape, min_ndim=3)
+def _prepare(images, operator, lam, iterations, step, x0):
+    """Validate the arguments (values only when concrete); return the batch ``[N, m, m]``, its leading
+    shape, the warm start ``[N, hr, hr]`` (or None), ``lam`` and ``step`` for the jitted kernel."""
+    _checks.trailing_shape("images", images, operator.out_shape, min_ndim=2)
     _checks.finite("images", images)
     _checks.positive_int("iterations", iterations)
-    if _checks.is_concrete(lam) and float(lam) < 0:
+    if _checks.is_concrete(lam) and np.ndim(lam) == 0 and float(lam) < 0:
         raise ValueError(f"lam must be >= 0, got {lam!r}")
     images = jnp.asarray(images, operator.dtype)
+    lead = images.shape[:-2]
+    if x0 is not None:
+        want = lead + tuple(operator.in_shape)
+        if tuple(np.shape(x0)) != want:
+            raise ValueError(f"x0 must have the output's shape {list(want)}, got {list(np.shape(x0))}")
+        _checks.finite("x0", x0)
+        x0 = jnp.asarray(x0, images.dtype).reshape((-1,) + tuple(operator.in_shape))
     step = default_step(operator) if step is None else step
-    return images, operator, jnp.asarray(lam, images.dtype), step
+    batch = images.reshape((-1,) + tuple(operator.out_shape))
+    return batch, lead, x0, jnp.asarray(lam, images.dtype), step
 
 
-@functools.partial(jax.jit, static_argnames=("iterations", "nonneg"))
-def _ista(images, operator, lam, step, iterations, nonneg):
+@functools.partial(jax.jit, static_argnames=("iterations", "nonneg", "momentum"))
+def _iterate(images, x0, operator, lam, step, iterations, nonneg, momentum):
+    """ISTA (``momentum=False``) or FISTA on a batch ``[N, m, m]`` from ``x0`` (zeros when None)."""
     prox = nonneg_soft_threshold if nonneg else soft_threshold
 
-    def one(z):
-        def body(x, _):
-            return prox(gradient_step(x, z, operator, step), step * lam), None
-
-        x, _ = jax.lax.scan(body, jnp.zeros(operator.in_shape, z.dtype), None, length=iterations)
-        return x
-
-    return jax.vmap(one)(images)
-
-
-@functools.partial(jax.jit, static_argnames=("iterations", "nonneg"))
-def _fista(images, operator, lam, step, iterations, nonneg):
-    prox = nonneg_soft_threshold if nonneg else soft_threshold
-
-    def one(z):
+    def one(z, x0):
         def body(carry, _):
             x, y, t = carry
             x_next = prox(gradient_step(y, z, operator, step), step * lam)
+            if not momentum:
+                return (x_next, x_next, t), None
             t_next = 0.5 * (1.0 + jnp.sqrt(1.0 + 4.0 * t * t))
             y_next = x_next + ((t - 1.0) / t_next) * (x_next - x)
             return (x_next, y_next, t_next), None
 
-        x0 = jnp.zeros(operator.in_shape, z.dtype)
         (x, _, _), _ = jax.lax.scan(body, (x0, x0, jnp.ones((), z.dtype)), None, length=iterations)
         return x
 
-    return jax.vmap(one)(images)
+    if x0 is None:
+        x0 = jnp.zeros((images.shape[0],) + tuple(operator.in_shape), images.dtype)
+    return jax.vmap(one)(images, x0)
 
 
-def ista(
-    images: Float[Array, "n m m"],
+def proximal_gradient(
+    images: Float[Array, "... m m"],
     operator,
     lam: float,
     iterations: int = 100,
     *,
     step=None,
     nonneg: bool = True,
-) -> Float[Array, "n hr hr"]:
-    """``iterations`` ISTA steps from ``x = 0`` for every image (vmapped; each image independent).
+    x0: Float[Array, "... hr hr"] | None = None,
+    momentum: bool = False,
+) -> Float[Array, "... hr hr"]:
+    """``iterations`` ISTA steps (``momentum=False``) or FISTA steps (``True``) from ``x0`` (default 0).
 
+    ``images`` is one image ``[m, m]`` or a batch ``[..., m, m]``; each image is independent (vmapped).
     ``lam`` is the l1 weight on the 0..255 scale; the threshold applied per step is ``step * lam``.
-    ``step`` defaults to ``1 / ||Phi||_2^2``.
+    ``step`` defaults to ``1 / ||Phi||_2^2``. ``x0`` is a warm start of the output's shape
+    ``[..., hr, hr]`` (FISTA's momentum restarts there). Usable inside ``jax.jit``, ``jax.vmap`` and
+    ``jax.grad`` (in the images, ``lam``, ``step``, ``x0`` and a learned operator's arrays);
+    ``iterations``, ``nonneg`` and ``momentum`` are static, values are checked only when concrete.
+    """
+    batch, lead, x0, lam, step = _prepare(images, operator, lam, iterations, step, x0)
+    maps = _iterate(batch, x0, operator, lam, step, iterations, bool(nonneg), bool(momentum))
+    return maps.reshape(lead + tuple(operator.in_shape))
+
+
+def ista(images: Float[Array, "... m m"], operator, lam: float, iterations: int = 100, **options) -> Array:
+    """ISTA: :func:`proximal_gradient` without momentum (options ``step``, ``nonneg``, ``x0``).
 
     >>> from csist_jax import physics
     >>> op = physics.sampling_operator(3)
     >>> maps = ista(jnp.zeros((2, 11, 11)), op, lam=10.0, iterations=20)  # [2, 33, 33]
+    >>> one = ista(jnp.zeros((11, 11)), op, lam=10.0, iterations=20, x0=maps[0])  # [33, 33]
     """
-    return _ista(*_prepare(images, operator, lam, iterations, step), iterations, bool(nonneg))
+    return proximal_gradient(images, operator, lam, iterations, momentum=False, **options)
 
 
-def fista(
-    images: Float[Array, "n m m"],
-    operator,
-    lam: float,
-    iterations: int = 100,
-    *,
-    step=None,
-    nonneg: bool = True,
-) -> Float[Array, "n hr hr"]:
-    """``iterations`` FISTA steps (ISTA with Nesterov momentum); same arguments as :func:`ista`."""
-    return _fista(*_prepare(images, operator, lam, iterations, step), iterations, bool(nonneg))
+def fista(images: Float[Array, "... m m"], operator, lam: float, iterations: int = 100, **options) -> Array:
+    """FISTA: :func:`proximal_gradient` with Nesterov momentum (options ``step``, ``nonneg``, ``x0``)."""
+    return proximal_gradient(images, operator, lam, iterations, momentum=True, **options)
 
 
 def objective(
-    maps: Float[Array, "n hr hr"], images: Float[Array, "n m m"], operator, lam
-) -> Float[Array, " n"]:
+    maps: Float[Array, "... hr hr"], images: Float[Array, "... m m"], operator, lam
+) -> Float[Array, "..."]:
     """``1/2 ||Phi s - z||^2 + lam ||s||_1`` per image (for convergence checks)."""
     residual = operator.forward(maps) - images
     return 0.5 * jnp.sum(residual**2, axis=(-2, -1)) + lam * jnp.sum(jnp.abs(maps), axis=(-2, -1))
