@@ -1,11 +1,12 @@
 """Evaluation: CSO-mAP (the exact published protocol, jitted), localisation error, count accuracy,
-and PSNR / SSIM of HR maps."""
+and PSNR / SSIM of HR maps. ``match_detections`` is the per-image CSO-mAP matcher (pure, jittable)."""
 
 from csist_jax.metrics.cso_map import (
     DEFAULT_DELTAS,
     cso_map_from_maps,
     cso_map_from_points,
     detections_from_maps,
+    match_detections,
 )
 from csist_jax.metrics.image_quality import psnr, ssim
 from csist_jax.metrics.localization import by_count, count_accuracy, localization_rmse, matched_errors
@@ -18,6 +19,7 @@ __all__ = [
     "cso_map_from_points",
     "detections_from_maps",
     "localization_rmse",
+    "match_detections",
     "matched_errors",
     "psnr",
     "ssim",

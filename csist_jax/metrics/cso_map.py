@@ -25,11 +25,12 @@ the same target. That is a segment minimum of score ranks over (image, target). 
 thresholds are float32, as in the toolkit (it cast points to float32 before measuring), so a
 detection exactly at ``delta`` counts as a TP exactly when it does there.
 
-Implementation: the matching is one jitted, vmapped call per chunk of ``_CHUNK`` images, padded to a
-bucketed width (the largest ``point_count``, rounded up to a power of two) so that few shapes compile;
-the pooled stable sort, the integer TP/detection counts, the float32 precisions (within an ulp) and
-their envelope are one jitted call over the pool; the final sum runs in float64 on the host. The
-result agrees with a plain sequential implementation to about 1e-7.
+Implementation: the matching of one image is the public, jittable core :func:`match_detections`, run
+as one jitted, vmapped call per chunk of ``_CHUNK`` images padded to a bucketed width (the largest
+``point_count``, rounded up to a power of two) so that few shapes compile; the pooled stable sort, the
+integer TP/detection counts, the float32 precisions (within an ulp) and their envelope are one jitted
+call over the pool; the final sum runs in float64 on the host. The result agrees with a plain sequential
+implementation to about 1e-7.
 
 >>> import numpy as np
 >>> targets = np.array([[[5.0, 5.0, 230.0]]])
@@ -55,8 +56,36 @@ DEFAULT_DELTAS = (0.05, 0.10, 0.15, 0.20, 0.25)
 _CHUNK = 4096
 
 
-def _match_one(points, n_points, targets, n_targets, deltas):
-    """TP flags ``[D, M]`` of one image's detections (in their given order), one row per threshold."""
+def match_detections(
+    points: Float[Array, "m 3"],
+    n_points: Int[Array, ""],
+    targets: Float[Array, "k 3"],
+    n_targets: Int[Array, ""],
+    deltas: Float[Array, " d"] = DEFAULT_DELTAS,
+) -> Bool[Array, "d m"]:
+    """CSO-mAP matching of one image (step 1 of the protocol): TP flags ``[D, M]``, a row per threshold.
+
+    The per-image core of :func:`cso_map_from_points`: pure and jittable, vmap it over images
+    (``jax.vmap(match_detections, in_axes=(0, 0, 0, 0, None))``). Only the first ``n_points`` detections
+    and ``n_targets`` targets are read; padding detections are never TPs. Flags are in the detections'
+    given order. Positions, distances and thresholds are float32, as in the protocol.
+
+    Args:
+      points: ``[M, 3]`` detections ``(x, y, score)``.
+      n_points: number of valid detections (int scalar).
+      targets: ``[K, 3]`` ground truth ``(x, y, brightness)``.
+      n_targets: number of real targets (int scalar).
+      deltas: ``[D]`` distance thresholds (LR px).
+
+    >>> import jax.numpy as jnp
+    >>> points = jnp.array([[5.0, 5.1, 0.9], [5.0, 5.0, 0.5]])
+    >>> flags = match_detections(points, 2, jnp.array([[5.0, 5.0, 230.0]]), 1)
+    >>> flags[:2].tolist()  # at 0.05 only the second is close; at 0.10 the first claims the target
+    [[False, True], [True, False]]
+    """
+    points = jnp.asarray(points, jnp.float32)
+    targets = jnp.asarray(targets, jnp.float32)
+    deltas = jnp.asarray(deltas, jnp.float32)
     m, k = points.shape[0], targets.shape[0]
     is_point = jnp.arange(m) < n_points
     is_target = jnp.arange(k) < n_targets
@@ -74,15 +103,8 @@ def _match_one(points, n_points, targets, n_targets, deltas):
     return near & (rank[None, :] == first[:, nearest])
 
 
-@jax.jit
-def _match(
-    points: Float[Array, "n m 3"],
-    point_count: Int[Array, " n"],
-    targets: Float[Array, "n k 3"],
-    count: Int[Array, " n"],
-    deltas: Float[Array, " d"],
-) -> Bool[Array, "n d m"]:
-    return jax.vmap(_match_one, in_axes=(0, 0, 0, 0, None))(points, point_count, targets, count, deltas)
+# one image's matcher over a chunk of images: [n, m, 3], [n], [n, k, 3], [n], [d] -> [n, d, m]
+_match = jax.jit(jax.vmap(match_detections, in_axes=(0, 0, 0, 0, None)))
 
 
 @jax.jit

@@ -23,6 +23,11 @@ from csist_jax.metrics import _inputs
 
 MAX_TARGET_SLOTS = 12
 
+# the padded lists of ``csist_jax.metrics._inputs``: detections (x, y, score), targets (x, y, brightness)
+Points = Float[Array, "n m 3"]
+Targets = Float[Array, "n k 3"]
+Counts = Int[Array, " n"]
+
 
 def _assign_one(points, n_points, targets, n_targets, max_sq):
     """Total squared distance and number of pairs of one image's optimal assignment."""
@@ -50,24 +55,12 @@ def _assign_one(points, n_points, targets, n_targets, max_sq):
     return cost, most.astype(jnp.int32)
 
 
-@jax.jit
-def _assign(
-    points: Float[Array, "n m 3"],
-    point_count: Int[Array, " n"],
-    targets: Float[Array, "n k 3"],
-    count: Int[Array, " n"],
-    max_sq: Float[Array, ""],
-) -> tuple[Float[Array, " n"], Int[Array, " n"]]:
-    return jax.vmap(_assign_one, in_axes=(0, 0, 0, 0, None))(points, point_count, targets, count, max_sq)
+# one image's assignment over a chunk of images: [n, m, 3], [n], [n, k, 3], [n], [] -> [n], [n]
+_assign = jax.jit(jax.vmap(_assign_one, in_axes=(0, 0, 0, 0, None)))
 
 
 def matched_errors(
-    points: Float[Array, "n m 3"],
-    point_count: Int[Array, " n"],
-    targets: Float[Array, "n k 3"],
-    count: Int[Array, " n"],
-    *,
-    max_distance: float | None = None,
+    points: Points, point_count: Counts, targets: Targets, count: Counts, *, max_distance: float | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per image, the optimal assignment's total squared distance (px^2) and its number of pairs.
 
@@ -106,12 +99,7 @@ def matched_errors(
 
 
 def localization_rmse(
-    points: Float[Array, "n m 3"],
-    point_count: Int[Array, " n"],
-    targets: Float[Array, "n k 3"],
-    count: Int[Array, " n"],
-    *,
-    max_distance: float | None = None,
+    points: Points, point_count: Counts, targets: Targets, count: Counts, *, max_distance: float | None = None
 ) -> dict[str, float]:
     """Root-mean-square distance (LR px) over all matched pairs of the optimal per-image assignments.
 
@@ -121,14 +109,19 @@ def localization_rmse(
     squared, matched = matched_errors(points, point_count, targets, count, max_distance=max_distance)
     pairs = int(matched.sum())
     return {
-        "rmse": float(np.sqrt(squared.sum() / pairs)) if pairs else float("nan"),
+        "rmse": _rmse(squared, pairs),
         "matched": pairs,
         "detections": int(np.sum(point_count)),
         "targets": int(np.sum(count)),
     }
 
 
-def count_accuracy(point_count: Int[Array, " n"], count: Int[Array, " n"]) -> float:
+def _rmse(squared: np.ndarray, pairs: int) -> float:
+    """``sqrt(sum squared / pairs)``, NaN without pairs."""
+    return float(np.sqrt(squared.sum() / pairs)) if pairs else float("nan")
+
+
+def count_accuracy(point_count: Counts, count: Counts) -> float:
     """Fraction of images whose number of detections equals their number of targets (NaN if ``n = 0``)."""
     pc = np.asarray(point_count)
     c = np.asarray(count)
@@ -141,12 +134,7 @@ def count_accuracy(point_count: Int[Array, " n"], count: Int[Array, " n"]) -> fl
 
 
 def by_count(
-    points: Float[Array, "n m 3"],
-    point_count: Int[Array, " n"],
-    targets: Float[Array, "n k 3"],
-    count: Int[Array, " n"],
-    *,
-    max_distance: float | None = None,
+    points: Points, point_count: Counts, targets: Targets, count: Counts, *, max_distance: float | None = None
 ) -> dict[int, dict[str, float]]:
     """Localisation and counting broken down by the true number of targets per image.
 
@@ -163,7 +151,7 @@ def by_count(
         table[int(k)] = {
             "images": int(rows.sum()),
             "count_accuracy": float(np.mean(pc[rows] == k)),
-            "rmse": float(np.sqrt(squared[rows].sum() / pairs)) if pairs else float("nan"),
+            "rmse": _rmse(squared[rows], pairs),
             "matched": pairs,
         }
     return table
