@@ -28,10 +28,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from csist_jax import metrics, models, physics, solvers
+from csist_jax import metrics, models, physics, refine, solvers
 from csist_jax.data import csist100k
-from csist_jax.refine import fit, localize, position_crb, rmse_bound
-from csist_jax.refine.localize import SCORE_SCALE, pixel_variance, position_std
+from csist_jax.refine import localize, position_crb, rmse_bound
 
 TEST_START = csist100k.SPLIT_START["test"]
 THRESHOLD = 50.0  # CSIST-100K map brightness threshold (SPEC sec. 6)
@@ -45,9 +44,8 @@ def oracle_fit(images, targets, count):
 
     def one(z, t, k):
         active = (jnp.arange(t.shape[0]) < k).astype(z.dtype)
-        theta, _, H = fit.lm_fit(t, active, z, sigma=0.5, saturation=255.0, iterations=30)
-        std = position_std(H, active, pixel_variance(z, 0.0))
-        score = jnp.where(active > 0, 1.0 / (1.0 + std / SCORE_SCALE), 0.0)
+        theta, _, H = refine.fit_one(t, active, z, sigma=0.5, saturation=255.0, iterations=30)
+        _, score = refine.position_score(H, active, refine.pixel_variance(z, 0.0))
         return jnp.concatenate([theta[:, :2] * active[:, None], score[:, None]], axis=1)
 
     return jax.vmap(one)(images, targets, count)
