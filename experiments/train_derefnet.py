@@ -5,8 +5,9 @@
 
 Windows of 5 frames are cut from generated trajectories (``csist_jax.data.seqcsist``); each predicts its
 centre frame's HR label, and the network receives the centre frame's true index. Published recipe (SPEC
-sec. 7): Adam, lr 1e-4, weight decay 1e-5, loss = regression + 0.01 symmetry + 0.01 alignment
-(``csist_jax.train.losses.derefnet_loss``). Validation scores the centre frames of the validation split's
+sec. 7): Adam, lr 1e-4, weight decay 1e-5; the loss is ``csist_jax.train.losses.derefnet_loss``,
+by default the objective the toolkit trains (``--objective=toolkit``; ``--objective=paper`` for the
+paper's weights 1, 0.01, 0.01). Validation scores the centre frames of the validation split's
 first trajectories (``seqcsist.SPLIT_START``) with CSO-mAP at the SeqCSIST brightness threshold 70. Writes
 ``<out>/metrics.json``.
 """
@@ -31,16 +32,18 @@ THRESHOLD = 70.0  # SeqCSIST brightness threshold of the detections (SPEC sec. 6
 PUBLISHED_MAP = 51.55  # DeRefNet on SeqCSIST, SPEC sec. 9 (x100)
 
 
-def make_train_step(
-    net, tx, sym_weight: float = losses.SYM_WEIGHT, align_weight: float = losses.ALIGN_WEIGHT
-):
-    """A pure jitted update ``(params, opt_state, constants, windows, index, label) -> (.., loss, parts)``."""
+def make_train_step(net, tx, objective: str = "toolkit"):
+    """A pure jitted update ``(params, opt_state, constants, windows, index, label) -> (.., loss, parts)``
+    of ``losses.derefnet_loss(..., objective=objective)`` for a network of ``net.n_frames``-frame
+    trajectories."""
+    if objective not in losses.DEREFNET_OBJECTIVES:
+        raise ValueError(f"objective must be one of {losses.DEREFNET_OBJECTIVES}, got {objective!r}")
 
     @models.jit(donate_argnums=(0, 1))
     def step(params, opt_state, constants, windows, index, label):
         def loss_fn(p):
             out, aux = net.apply({"params": p, **constants}, windows, index, return_aux=True)
-            return losses.derefnet_loss(out, aux, label, sym_weight=sym_weight, align_weight=align_weight)
+            return losses.derefnet_loss(out, aux, label, objective=objective, n_frames=net.n_frames)
 
         (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
         updates, opt_state = tx.update(grads, opt_state, params)
@@ -78,6 +81,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--weight-decay", type=float, default=1e-5)
     parser.add_argument("--c", type=int, default=3)
+    parser.add_argument(
+        "--objective",
+        choices=losses.DEREFNET_OBJECTIVES,
+        default="toolkit",
+        help="training objective: the toolkit's (default) or the paper's weights (1, 0.01, 0.01)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/derefnet")
     args = parser.parse_args(argv)
@@ -105,7 +114,7 @@ def main(argv=None) -> dict:
     params, constants = variables["params"], {k: v for k, v in variables.items() if k != "params"}
     tx = optax.chain(optax.add_decayed_weights(args.weight_decay), optax.adam(args.lr))
     opt_state = tx.init(params)
-    step = make_train_step(net, tx)
+    step = make_train_step(net, tx, args.objective)
     rng = np.random.default_rng(args.seed)
     n = len(train["count"])
     bar = tqdm(range(args.steps), desc="derefnet", unit="step")

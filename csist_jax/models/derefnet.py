@@ -13,7 +13,13 @@ For a window of ``T`` frames (5 by default) predicting its centre frame (SPEC se
 4. tail: the ``T - 1`` aligned maps and the centre map (in frame order) -> ``conv3(T->32)`` + ReLU ->
    5 residual blocks (conv-ReLU-conv + skip) -> ``conv3(32->1)``: the centre frame's HR map.
 
-Loss: :func:`csist_jax.train.losses.derefnet_loss` (regression + 0.01 symmetry + 0.01 alignment).
+Loss: :func:`csist_jax.train.losses.derefnet_loss`, by default the objective the toolkit trains
+(regression + symmetry over the distinct frames + 0.1 x the summed L1 alignment error of the aligned
+neighbours against the centre frame's unfolded map BEFORE the time encoding), per window.
+
+Initialisation as the toolkit's: the deformable kernels are mmcv's ``DeformConv2d`` (Kaiming uniform for
+ReLU, ``U(-sqrt(6 / fan_in), sqrt(6 / fan_in))``, ``fan_in = 9 C``) and both offset convs start at zero
+(weights and bias), so alignment starts as a plain convolution.
 
 Unlike the toolkit, the time encoding uses each frame's true index (passed in), not its position inside
 the batch, so any batch of windows from any trajectories works and every window is independent of the
@@ -30,6 +36,10 @@ from jaxtyping import Array, Float, Int
 from csist_jax import _checks, physics
 from csist_jax.models import layers
 from csist_jax.models.ista_net import ISTANetStage
+
+#: mmcv's ``DeformConv2d.reset_parameters``: ``kaiming_uniform_(weight, nonlinearity="relu")``, i.e.
+#: ``U(-sqrt(6 / fan_in), sqrt(6 / fan_in))`` with ``fan_in = 9 x`` input channels.
+MMCV_DEFORM_KERNEL = nn.initializers.variance_scaling(2.0, "fan_in", "uniform")
 
 
 def bilinear_sample(x: Float[Array, "h w c"], py: Float[Array, "..."], px: Float[Array, "..."]) -> Array:
@@ -70,14 +80,26 @@ def deform_conv3(
 
 
 class DeformConv3(nn.Module):
-    """Deformable 3x3 conv (no bias) whose offsets come from ``guide`` through a zero-initialised conv."""
+    """Deformable 3x3 conv (no bias) whose offsets come from ``guide`` through a zero-initialised conv.
+
+    Initialised as mmcv's ``DeformConv2d`` / ``DeformConv2dPack``: kernel Kaiming uniform for ReLU
+    (``U(-sqrt(6 / fan_in), sqrt(6 / fan_in))``, ``fan_in = 9 x`` input channels), offset conv weights and
+    bias zero.
+    """
 
     features: int
 
     @nn.compact
     def __call__(self, x, guide):
-        offsets = nn.Conv(18, (3, 3), padding="SAME", kernel_init=nn.initializers.zeros, name="offset")(guide)
-        kernel = self.param("kernel", layers.torch_default_kernel, (3, 3, x.shape[-1], self.features))
+        offsets = nn.Conv(
+            18,
+            (3, 3),
+            padding="SAME",
+            kernel_init=nn.initializers.zeros,
+            bias_init=nn.initializers.zeros,
+            name="offset",
+        )(guide)
+        kernel = self.param("kernel", MMCV_DEFORM_KERNEL, (3, 3, x.shape[-1], self.features))
         return deform_conv3(x, offsets, kernel)
 
 
@@ -104,6 +126,13 @@ class DeRefNet(nn.Module):
     unfolding runs ``operator`` (default: the analytic ``Phi`` of ``(c, size, sigma)``) from ``Q`` ``q``
     (default: the ``"constants"`` one), exactly as in
     :class:`csist_jax.models.layers.UnfoldingNetwork`.
+
+    Returns the centre frames' HR maps ``[n, hr, hr]``; with ``return_aux=True`` also a dict of the
+    training-only outputs: ``"sym"`` (per stage, the symmetry residuals of all ``n T`` frames, window-major),
+    ``"aligned"`` ``[n, T-1, hr, hr]`` (the aligned neighbour maps, frame order), ``"centre"``
+    ``[n, hr, hr]`` (the centre frame's unfolded map BEFORE the time encoding: the toolkit's alignment
+    target), ``"encoded_centre"`` ``[n, hr, hr]`` (after it: what the tail sees) and ``"frame"``
+    ``[n, T]`` int32 (each frame's true index in its trajectory).
     """
 
     c: int = 3
@@ -166,6 +195,7 @@ class DeRefNet(nn.Module):
             name="time_encoding",
         )
         encoding = nn.sigmoid(time_encoding(ones * index[..., None] / self.n_frames))
+        unencoded_centre = x[:, half]  # the alignment target of the toolkit's loss
         x = x * encoding.reshape(n, t, hr, hr)
 
         extract = nn.Conv(self.channels, (3, 3), padding="SAME", name="features")
@@ -194,7 +224,9 @@ class DeRefNet(nn.Module):
         return out, {
             "sym": [a["sym"] for a in aux],
             "aligned": neighbours,
-            "centre": centre[..., 0],
+            "centre": unencoded_centre,
+            "encoded_centre": centre[..., 0],
+            "frame": jnp.asarray(centre_index, jnp.int32)[:, None] + jnp.arange(-half, half + 1),
         }
 
 

@@ -7,11 +7,20 @@ Single-frame networks (SPEC sec. 7), on the raw 0..255 scale:
 with ``x_N`` the network's HR map, ``s`` the HR label (:func:`csist_jax.physics.hr_label`) and ``sym_k``
 the symmetry residual of stage ``k`` (none for LISTA).
 
-DeRefNet (SPEC sec. 7), on a window's centre frame:
+DeRefNet (SPEC sec. 7), per window ``w`` of ``T`` frames predicting its centre frame (batch objective:
+the mean over windows, so any batch of windows trains the same objective):
 
-    L = mean((x - s)^2) + sym_weight * sum_k mean(sym_k^2) + align_weight * mean |a_t - x_c|
+    L_w = w_r mean((x_w - s_w)^2) + w_s S_w + w_a A_w,
+    S_w = (n_windows / n_frames) sum_t sum_k mean(sym_{k,t}^2) / m(f_t),
 
-with ``a_t`` the aligned neighbour maps and ``x_c`` the centre frame's unfolded map (both weights 0.01).
+with ``m(f)`` the number of windows of a trajectory containing frame ``f`` (so the windows of one
+trajectory together count every distinct frame once and ``mean_w S_w`` is the toolkit's mean over the
+trajectory's frames), ``n_windows = n_frames - T + 1`` and ``A_w`` the L1 error of the ``T - 1`` aligned
+neighbour maps against the centre frame's unfolded map BEFORE the time encoding. ``objective="toolkit"``
+(default) trains what the toolkit trains (GrokCSO ``DeRefNet_det.py``): ``A_w`` a sum over the window's
+elements, ``(w_r, w_s, w_a) = (1, 0.1 / n_windows, 0.1)``; one toolkit batch (the 16 windows of one
+20-frame trajectory) gives exactly the toolkit's loss divided by 16. ``objective="paper"``: the paper's
+weights ``(1, 0.01, 0.01)`` with ``A_w`` a mean (the paper states no reductions).
 
 A learned sampling operator ``A`` (``experiments/refine_learned_operator.py``) is fitted to the data
 misfit ``mean_i ||A s_i - z_i||^2`` (:func:`data_misfit`).
@@ -29,12 +38,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, Int
 
 #: weight of the symmetry term (SPEC sec. 7; both networks)
 SYM_WEIGHT = 0.01
-#: weight of DeRefNet's alignment term (SPEC sec. 7)
+#: weight of DeRefNet's alignment term in the paper (SPEC sec. 7; ``objective="paper"``)
 ALIGN_WEIGHT = 0.01
+#: trajectory length of SeqCSIST (SPEC sec. 5): the frame multiplicities of the DeRefNet symmetry term
+N_FRAMES = 20
+#: DeRefNet's objectives (:func:`derefnet_loss`)
+DEREFNET_OBJECTIVES = ("toolkit", "paper")
+#: the toolkit's weights of the symmetry and alignment terms (``DeRefNet_det.py``: gamma, alpha)
+TOOLKIT_SYM_WEIGHT = 0.1
+TOOLKIT_ALIGN_WEIGHT = 0.1
 
 
 def _at_least_float32(x: Array) -> Array:
@@ -81,27 +97,65 @@ def loss_fn(module, variables, images, labels, sym_weight=SYM_WEIGHT) -> tuple[F
     return unfolding_loss(maps, aux, labels, sym_weight=sym_weight)
 
 
+def frame_multiplicity(frame: Int[Array, "..."], window: int, n_frames: int = N_FRAMES) -> Int[Array, "..."]:
+    """How many of a trajectory's ``n_frames - window + 1`` windows contain frame ``frame``:
+    ``min(f + h, n - 1 - h) - max(f - h, h) + 1`` with ``h = window // 2`` (at least 1)."""
+    half = window // 2
+    frame = jnp.asarray(frame)
+    count = jnp.minimum(frame + half, n_frames - 1 - half) - jnp.maximum(frame - half, half) + 1
+    return jnp.maximum(count, 1)
+
+
 def derefnet_loss(
     out: Float[Array, "n hr hr"],
     aux: dict,
     label: Float[Array, "n hr hr"],
     *,
-    sym_weight: float = SYM_WEIGHT,
-    align_weight: float = ALIGN_WEIGHT,
+    objective: str = "toolkit",
+    n_frames: int = N_FRAMES,
 ) -> tuple[Float[Array, ""], dict]:
-    """DeRefNet's loss ``mse(out, s) + sym_weight sum_k mean(sym_k^2) + align_weight mean |a_t - x_c|``.
+    """DeRefNet's objective ``mean_w (w_r mse_w + w_s S_w + w_a A_w)`` (module docstring).
 
-    ``aux`` is ``DeRefNet.apply(..., return_aux=True)[1]``: ``"sym"`` (per-stage residuals),
-    ``"aligned"`` ``[n, T-1, hr, hr]`` and ``"centre"`` ``[n, hr, hr]``. Returns ``(loss, parts)`` with
-    parts ``{"regression", "symmetry", "alignment"}``.
+    ``aux`` is ``DeRefNet.apply(..., return_aux=True)[1]``: ``"sym"`` (per stage, the ``n T`` frames'
+    residuals, window-major), ``"aligned"`` ``[n, T-1, hr, hr]``, ``"centre"`` ``[n, hr, hr]`` (before the
+    time encoding) and ``"frame"`` ``[n, T]`` (true frame indices in a trajectory of ``n_frames``).
+    ``objective``: ``"toolkit"`` (default; ``A_w`` summed, weights ``(1, 0.1 / n_windows, 0.1)``) or
+    ``"paper"`` (``A_w`` averaged, weights ``(1, 0.01, 0.01)``). Returns ``(loss, parts)`` with the
+    unweighted batch means ``{"regression", "symmetry", "alignment"}`` (``loss`` = their weighted sum).
+
+    For one toolkit batch (the ``n_frames - T + 1`` windows of one trajectory) the toolkit's loss is
+    ``n_windows`` times the ``"toolkit"`` value (16 x for SeqCSIST).
     """
-    mse = regression(out, label)
-    sym = symmetry(aux["sym"])
-    alignment = jnp.mean(
-        jnp.abs(_at_least_float32(aux["aligned"]) - _at_least_float32(aux["centre"])[:, None])
+    if objective not in DEREFNET_OBJECTIVES:
+        raise ValueError(f"objective must be one of {DEREFNET_OBJECTIVES}, got {objective!r}")
+    out, label = _at_least_float32(out), jnp.asarray(label)
+    aligned, centre = _at_least_float32(aux["aligned"]), _at_least_float32(aux["centre"])
+    n, window = out.shape[0], aligned.shape[1] + 1
+    if window >= n_frames:
+        raise ValueError(f"n_frames must exceed the window length {window}, got {n_frames}")
+    frame = jnp.asarray(aux["frame"])
+    if frame.shape != (n, window):
+        raise ValueError(f"aux['frame'] must have shape [{n}, {window}], got {frame.shape}")
+    mse = jnp.mean(((out - label) ** 2).reshape(n, -1), axis=-1)  # [n]
+    # per window and frame: sum over stages of the frame's mean squared residual
+    per_frame = sum(
+        (jnp.mean((_at_least_float32(r) ** 2).reshape(n, window, -1), axis=-1) for r in aux["sym"]),
+        jnp.zeros((n, window), jnp.float32),
     )
-    total = mse + sym_weight * sym + align_weight * alignment
-    return total, {"regression": mse, "symmetry": sym, "alignment": alignment}
+    n_windows = n_frames - window + 1
+    sym = (n_windows / n_frames) * jnp.sum(per_frame / frame_multiplicity(frame, window, n_frames), axis=-1)
+    error = jnp.abs(aligned - centre[:, None]).reshape(n, -1)
+    if objective == "toolkit":
+        alignment = jnp.sum(error, axis=-1)
+        weights = (1.0, TOOLKIT_SYM_WEIGHT / n_windows, TOOLKIT_ALIGN_WEIGHT)
+    else:
+        alignment = jnp.mean(error, axis=-1)
+        weights = (1.0, SYM_WEIGHT, ALIGN_WEIGHT)
+    parts = {"regression": jnp.mean(mse), "symmetry": jnp.mean(sym), "alignment": jnp.mean(alignment)}
+    total = (
+        weights[0] * parts["regression"] + weights[1] * parts["symmetry"] + weights[2] * parts["alignment"]
+    )
+    return total, parts
 
 
 def data_misfit(predicted: Float[Array, "n m"], observed: Float[Array, "n m"]) -> Float[Array, ""]:
@@ -112,9 +166,14 @@ def data_misfit(predicted: Float[Array, "n m"], observed: Float[Array, "n m"]) -
 
 __all__ = [
     "ALIGN_WEIGHT",
+    "DEREFNET_OBJECTIVES",
+    "N_FRAMES",
     "SYM_WEIGHT",
+    "TOOLKIT_ALIGN_WEIGHT",
+    "TOOLKIT_SYM_WEIGHT",
     "data_misfit",
     "derefnet_loss",
+    "frame_multiplicity",
     "loss_fn",
     "regression",
     "symmetry",
