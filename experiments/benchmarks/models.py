@@ -23,8 +23,10 @@ Rows, in order:
 * ``refine.localize`` on real CSIST-100K frames at a large batch (4,096 on a GPU/TPU, 1,024 on a CPU)
   and, on an accelerator, at batch 64 (the continuous localiser should gain from the batch as the
   networks do).
-* DeRefNet inference on windows of 5 frames (1,024 windows on an accelerator, 32 on a CPU; not with
-  ``--quick``).
+* DeRefNet on windows of 5 frames (not with ``--quick``): a training step (Adam on ``derefnet_loss``,
+  64 windows on an accelerator, 32 on a CPU), inference (1,024 windows on an accelerator, 32 on a CPU),
+  and the share of each taken by the alignment path alone (features conv, selective attention, two
+  deformable convs, to_map on the neighbour maps; forward and backward for the training step).
 * On a CPU only: the published toolkit's own PyTorch timings (quoted constants, :data:`TOOLKIT`), and
   without ``--quick`` the tuned compiler options against XLA's defaults and the 3x3 convolution
   primitives against PyTorch.
@@ -67,8 +69,9 @@ TOOLKIT = {"dista_net": (2.3, 100.0), "ista_net": (0.78, 290.0)}
 TORCH_NETWORKS = ("ista_net", "dista_net")
 #: on an accelerator, an optional row runs only if the section is expected to end within this (seconds)
 ACCELERATOR_LIMIT_S = 330.0
-#: a guess at DeRefNet's compile and run time on an accelerator (seconds), for that check
-DEREFNET_ESTIMATE_S = 60.0
+#: a guess at DeRefNet's compile and run time on an accelerator (seconds), for that check: its training
+#: step, inference and alignment-path rows (not measured on an accelerator yet)
+DEREFNET_ESTIMATE_S = 120.0
 #: the README's accelerator claims: ours / PyTorch ratios and DISTA-Net's large-batch frames/s
 TARGET_TRAIN, TARGET_INFER, TARGET_INFER_LARGE = 2.0, 2.5, 3.0
 TARGET_DISTA_FPS, TARGET_DISTA_FPS_BF16 = 60_000.0, 100_000.0
@@ -89,7 +92,7 @@ class _Plan:
     loop_networks: tuple  # the networks with before/after rows
     torch_large: bool  # PyTorch inference at the large batch too
     compare_options: bool  # CPU: tuned against XLA-default compiler options
-    derefnet_batch: int  # DeRefNet windows per call (0: no DeRefNet row)
+    derefnet_batch: int  # DeRefNet windows per inference call (0: no DeRefNet rows)
 
 
 def _plan(quick: bool) -> _Plan:
@@ -593,20 +596,165 @@ def _localize_row(plan: _Plan, batch: int, repeats: int) -> tuple[Row, float, fl
     return Row(SECTION, name, batch / seconds, "frames/s", note=note), batch / seconds, compile_s
 
 
-def _derefnet_row(plan: _Plan) -> Row:
-    """DeRefNet inference on windows of 5 frames (random 0..255 frames, centre indices 2..17)."""
+def _derefnet_alignment(params, centre, neighbours, channels: int):
+    """DeRefNet's alignment path alone, as its ``__call__`` runs it (step 3 of the module docstring), with
+    the network's ``params``: ``centre`` ``[n, hr, hr, 1]`` and ``neighbours`` ``[(T-1) n, hr, hr, 1]``
+    (neighbour-major, as the network batches them) -> the aligned maps ``[(T-1) n, hr, hr, 1]``."""
+    from flax import linen as nn
+
+    from csist_jax.models.derefnet import DeformConv3, SelectiveAttention
+
+    def conv(name, features, x):
+        return nn.Conv(features, (3, 3), padding="SAME").apply({"params": params[name]}, x)
+
+    copies = neighbours.shape[0] // centre.shape[0]
+    f_centre = jnp.tile(jax.nn.relu(conv("features", channels, centre)), (copies, 1, 1, 1))
+    f_neighbours = jax.nn.relu(conv("features", channels, neighbours))
+    guide = SelectiveAttention(channels).apply({"params": params["attention"]}, f_centre, f_neighbours)
+    aligned = DeformConv3(channels).apply({"params": params["align1"]}, f_neighbours, guide)
+    aligned = DeformConv3(channels).apply({"params": params["align2"]}, aligned, aligned)
+    return conv("to_map", 1, aligned)
+
+
+def _derefnet_alignment_gap(module, variables, windows, centre_index) -> float:
+    """Largest ``|_derefnet_alignment - the network's aligned maps|`` over the largest aligned value, on
+    ``windows``: the network's own inputs to its alignment (those of its two ``features`` conv calls,
+    centre then neighbours) are recorded inside one jitted call."""
+    from flax import linen as nn
+
+    def run(variables, windows, centre_index):
+        seen = []
+
+        def record(next_fun, args, kwargs, context):
+            if context.module.name == "features" and context.method_name == "__call__":
+                seen.append(args[0])
+            return next_fun(*args, **kwargs)
+
+        with nn.intercept_methods(record):
+            _, aux = module.apply(variables, windows, centre_index, return_aux=True)
+        centre, neighbours = seen
+        ours = _derefnet_alignment(variables["params"], centre, neighbours, module.channels)
+        n, t = windows.shape[:2]
+        ours = jnp.swapaxes(ours.reshape(t - 1, n, *aux["aligned"].shape[2:]), 0, 1)
+        return jnp.max(jnp.abs(ours - aux["aligned"])) / jnp.max(jnp.abs(aux["aligned"]))
+
+    return float(jax.jit(run)(variables, windows, centre_index))
+
+
+def _derefnet_rows(plan: _Plan) -> list[Row]:
+    """DeRefNet on windows of 5 frames (random 0..255 frames, centre indices 2..17, a one-target label):
+    one jitted training step (Adam with the published weight decay on ``derefnet_loss``, objective
+    ``"toolkit"``, parameters and optimizer state donated), inference, and the share of both taken
+    by the alignment path alone (:func:`_derefnet_alignment` on random maps of the same shapes, with the
+    network's parameters; forward and backward for the training step). The training batch is
+    ``plan.derefnet_batch`` on a CPU and at most ``plan.batch`` (the published 64) on an accelerator."""
+    from csist_jax.train import losses
+
     n = plan.derefnet_batch
+    b = min(n, plan.batch) if plan.accelerator else n
     repeats = plan.repeats if plan.accelerator else 2
     module = models.create("derefnet")
+    hr, t, channels = module.hr, 5, module.channels
     rng = np.random.default_rng(0)
-    windows = rng.uniform(0, 255, (n, 5, 11, 11)).astype(np.float32)
-    centre = (np.arange(n) % 16 + 2).astype(np.int32)
+    windows = jnp.asarray(rng.uniform(0, 255, (n, t, 11, 11)), jnp.float32)
+    centre = jnp.asarray(np.arange(n) % 16 + 2, jnp.int32)
+    label = jnp.zeros((b, hr, hr), jnp.float32).at[:, hr // 2, hr // 2].set(230.0)
     variables = jax.jit(module.init)(jax.random.PRNGKey(0), windows[:1], centre[:1])
+    # as after training, the offset convs off their zero initialisation (offsets of a few hundredths to
+    # 1.7 px on these inputs): the deformable convs sample between pixels and the path check sees them
+    params = dict(variables["params"])
+    for i, name in enumerate(("align1", "align2")):
+        offset = dict(params[name]["offset"])
+        offset["kernel"] = 1e-2 * jax.random.normal(jax.random.PRNGKey(i + 1), offset["kernel"].shape)
+        params[name] = {**params[name], "offset": offset}
+    constants = {k: v for k, v in variables.items() if k != "params"}
+    variables = {**constants, "params": params}
+
+    optimizer = optax.chain(optax.add_decayed_weights(1e-5), optax.adam(1e-4))
+
+    @models.jit(donate_argnums=(0, 1))
+    def step(params, opt_state, windows, centre_index, label):
+        def objective(p):
+            out, aux = module.apply({**constants, "params": p}, windows, centre_index, return_aux=True)
+            return losses.derefnet_loss(out, aux, label, objective="toolkit", n_frames=module.n_frames)[0]
+
+        loss, grads = jax.value_and_grad(objective)(params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    # distinct buffers: the step donates its parameters and optimizer state
+    holder = {"state": jax.tree.map(jnp.copy, (params, optimizer.init(params)))}
+    train_windows, train_centre = windows[:b], centre[:b]
+
+    def train_step():
+        p, o, loss = step(*holder["state"], train_windows, train_centre, label)
+        holder["state"] = (p, o)
+        return loss
+
     apply = models.jit(module.apply, inference_of=module)
-    windows, centre = jnp.asarray(windows), jnp.asarray(centre)
-    ((first, seconds),) = _timed([lambda: apply(variables, windows, centre)], repeats, plan.warmup)
-    note = f"windows/s of 5 frames; compile {max(first - seconds, 0.0):.1f} s; median of {repeats}"
-    return Row(SECTION, f"derefnet inference (batch {n} windows)", n / seconds, "windows/s", note=note)
+    align_params = {k: params[k] for k in ("features", "attention", "align1", "align2", "to_map")}
+    maps = jnp.asarray(rng.uniform(0, 255, (t * n, hr, hr, 1)), jnp.float32)
+    maps_centre, maps_neighbours = maps[:n], maps[n:]
+    train_maps = maps_centre[:b], maps_neighbours[: (t - 1) * b]
+    align = models.jit(lambda p, c, nb: _derefnet_alignment(p, c, nb, channels), inference_of=module)
+
+    @models.jit
+    def align_backward(p, c, nb):
+        aligned, pull = jax.vjp(lambda p, c, nb: _derefnet_alignment(p, c, nb, channels), p, c, nb)
+        return pull(jnp.ones_like(aligned))
+
+    (step_first, step_s), (first, infer_s), (_, align_s), (_, align_train_s) = _timed(
+        [
+            train_step,
+            lambda: apply(variables, windows, centre),
+            lambda: align(align_params, maps_centre, maps_neighbours),
+            lambda: align_backward(align_params, *train_maps),
+        ],
+        repeats,
+        plan.warmup,
+    )
+    gap = _derefnet_alignment_gap(module, variables, windows[:2], centre[:2])
+    same = "the network's own path" if gap < 1e-5 else "NOT the network's path"
+
+    def path(batch: int) -> str:
+        return (
+            f"features conv, selective attention, 2 deformable convs and to_map on the {t - 1} x {batch} "
+            f"neighbour maps with the network's parameters ({same}: max difference {gap:.0e} of its "
+            f"largest aligned value); median of {repeats}, alternate calls"
+        )
+
+    return [
+        Row(
+            SECTION,
+            f"derefnet training (batch {b} windows)",
+            b / step_s,
+            "windows/s",
+            note=f"{step_s * 1e3:.0f} ms/step, Adam on derefnet_loss (objective 'toolkit'); "
+            f"compile {max(step_first - step_s, 0.0):.1f} s; median of {repeats}",
+        ),
+        Row(
+            SECTION,
+            f"derefnet inference (batch {n} windows)",
+            n / infer_s,
+            "windows/s",
+            note=f"windows/s of 5 frames; compile {max(first - infer_s, 0.0):.1f} s; median of {repeats}",
+        ),
+        Row(
+            SECTION,
+            f"derefnet alignment share: inference (batch {n})",
+            100.0 * align_s / infer_s,
+            "%",
+            note=f"alignment alone {align_s * 1e3:.0f} ms of {infer_s * 1e3:.0f} ms: " + path(n),
+        ),
+        Row(
+            SECTION,
+            f"derefnet alignment share: training (batch {b})",
+            100.0 * align_train_s / step_s,
+            "%",
+            note=f"alignment forward + backward {align_train_s * 1e3:.0f} ms of the {step_s * 1e3:.0f} ms "
+            "step: " + path(b),
+        ),
+    ]
 
 
 def _jit_time(fn, args, repeats: int, options) -> float:
@@ -730,9 +878,11 @@ def run(quick: bool) -> list[Row]:
         progress("localize at batch 64 done")
     if plan.derefnet_batch:
         if fits(DEREFNET_ESTIMATE_S):
-            rows.append(_derefnet_row(plan))
+            rows += _derefnet_rows(plan)
         else:
-            rows.append(_skipped("derefnet inference", elapsed(), DEREFNET_ESTIMATE_S))
+            rows.append(
+                _skipped("derefnet training, inference, alignment share", elapsed(), DEREFNET_ESTIMATE_S)
+            )
         progress("derefnet done")
     if not plan.accelerator and not quick:
         rows += _conv_rows(32, 5) + _conv_rows(64, 5)
