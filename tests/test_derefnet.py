@@ -115,25 +115,6 @@ def test_create_builds_derefnet_with_the_published_stage_count():
     assert "derefnet" in models.SEQUENCE_MODEL_NAMES and "derefnet" not in models.MODEL_NAMES
 
 
-def test_training_steps_reduce_the_loss(small):
-    import optax
-
-    from experiments.train_derefnet import make_train_step
-
-    net, variables, windows, index = small
-    label = jnp.zeros((3, 11, 11)).at[:, 5, 5].set(230.0)
-    params = variables["params"]
-    constants = {k: v for k, v in variables.items() if k != "params"}
-    tx = optax.adam(1e-3)
-    opt_state = tx.init(params)
-    step = make_train_step(net, tx)
-    losses = []
-    for _ in range(6):
-        params, opt_state, loss, _ = step(params, opt_state, constants, windows, index, label)
-        losses.append(float(loss))
-    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
-
-
 def _toolkit_loss_numpy(final, labels, x, aligned, sym, window):
     """The toolkit's loss for one trajectory batch, written as its loops (``DeRefNet_det.py``): ``final``
     ``[n_windows, P]``, ``labels`` ``[n_frames, P]``, ``x`` ``[n_frames, P]`` (the unfolded maps before the

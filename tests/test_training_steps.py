@@ -1,9 +1,9 @@
 """A few training steps lower the loss and move every parameter, for every network.
 
-Single-frame networks go through the project's update (``csist_jax.train.make_train_step``), DeRefNet
-through its Optax step (``experiments.train_derefnet.make_train_step``); both optimise the objectives of
-``csist_jax.train.losses``. A no-op or partial update (a parameter group the gradient never reaches, an
-optimiser that is not applied) fails here.
+Every network, DeRefNet included, goes through the project's one update
+(``csist_jax.train.make_train_step``), which optimises the objectives of ``csist_jax.train.losses``.
+A no-op or partial update (a parameter group the gradient never reaches, an optimiser that is not
+applied) fails here.
 """
 
 from __future__ import annotations
@@ -87,33 +87,37 @@ def test_training_steps_lower_the_loss_and_move_every_parameter(name, batch):
 
 
 def test_derefnet_training_steps_lower_the_loss_and_move_every_parameter():
-    from experiments.train_derefnet import make_train_step
-
     cut = seqcsist.windows(seqcsist.generate(seed=0, n_trajectories=1))
     pick = np.arange(0, 16, 4)  # 4 windows spread along the trajectory
-    windows = jnp.asarray(cut["image"][pick], jnp.float32)
-    index = jnp.asarray(cut["frame"][pick])
-    labels = physics.hr_label(cut["targets"][pick], C)
+    windows = np.asarray(cut["image"][pick], np.float32)
+    index = np.asarray(cut["frame"][pick])
+    targets = np.asarray(cut["targets"][pick])
+    labels = physics.hr_label(targets, C)
     net = models.create("derefnet", c=C, stages=1, channels=4, residual_blocks=1)
-    variables = net.init(jax.random.PRNGKey(0), windows, index)
-    constants = {k: v for k, v in variables.items() if k != "params"}
+    variables = jax.jit(net.init)(jax.random.PRNGKey(0), windows, index)
     before = jax.tree.map(np.array, variables["params"])
     optimizer = optax.adam(LEARNING_RATE)
-    step = make_train_step(net, optimizer)
-    params = jax.tree.map(jnp.copy, variables["params"])  # the step donates params and optimiser state
-    opt_state = optimizer.init(params)
+    mesh = train.make_mesh()
+    config = train.default_config()
+    config.model, config.window, config.data.dataset = "derefnet", 5, "seqcsist"
+    step = train.make_train_step(net, optimizer, config, mesh)
+    state = jax.device_put(
+        jax.tree.map(jnp.copy, train.init_state(variables, optimizer)), NamedSharding(mesh, P())
+    )
+    sharded = NamedSharding(mesh, P("data"))
+    inputs = [jax.device_put(x, sharded) for x in (windows, targets, index)]
     reported = []
     for _ in range(STEPS):
-        params, opt_state, loss, _ = step(params, opt_state, constants, windows, index, labels)
-        reported.append(float(loss))
+        state, measured = step(state, *inputs)
+        reported.append(float(measured["loss"]))
 
     @jax.jit
     def loss(p):
-        out, aux = net.apply({**constants, "params": p}, windows, index, return_aux=True)
+        out, aux = net.apply({**variables, "params": p}, windows, index, return_aux=True)
         return losses.derefnet_loss(out, aux, labels)[0]
 
-    initial, final = float(loss(before)), float(loss(params))
+    initial, final = float(loss(before)), float(loss(state["params"]))
     np.testing.assert_allclose(reported[0], initial, rtol=1e-5)
     assert np.all(np.isfinite(reported)), reported
     assert final < 0.99 * initial, (initial, final, reported)
-    assert _unchanged_leaves(before, params) == []
+    assert _unchanged_leaves(before, state["params"]) == []

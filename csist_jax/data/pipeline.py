@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from csist_jax import _checks
+from csist_jax.data.seqcsist import window_frames
 from csist_jax.physics import grid
 
 _FIELDS = ("image", "targets", "count")
@@ -311,9 +312,8 @@ class Pipeline:
         if self.window is None:
             out = self.source.read(indices)
         else:
-            per = self.n_frames - self.window + 1
-            trajectory, first = np.divmod(indices, per)
-            frames = trajectory[:, None] * self.n_frames + first[:, None] + np.arange(self.window)
+            trajectory, frames = window_frames(indices, self.n_frames, self.window)
+            frames = trajectory[:, None] * self.n_frames + frames
             raw = self.source.read(frames.reshape(-1))
             centre = self.window // 2
             out = {

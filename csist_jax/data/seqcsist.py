@@ -263,6 +263,17 @@ def window_starts(n_frames: int = N_FRAMES, length: int = WINDOW) -> np.ndarray:
     return np.arange(n_frames - length + 1)
 
 
+def window_frames(sample, n_frames: int = N_FRAMES, length: int = WINDOW):
+    """The one windowing rule: sample ``i`` is window ``i mod W`` of trajectory ``i // W``
+    (``W = n_frames - length + 1``, trajectory-major). Returns ``(trajectory, frames)``: the trajectory
+    index (shape of ``sample``) and the frame indices ``[..., length]`` of the window; the centre frame is
+    ``frames[..., length // 2]``. Works on numpy and JAX integer arrays alike (inside jitted steps too).
+    """
+    per = n_frames - length + 1
+    trajectory, first = sample // per, sample % per
+    return trajectory, first[..., None] + np.arange(length, dtype=np.int32)
+
+
 def windows(data: dict[str, np.ndarray], length: int = WINDOW) -> dict[str, np.ndarray]:
     """Cut trajectories into every window of ``length`` consecutive frames, each predicting its centre.
 
@@ -284,15 +295,14 @@ def windows(data: dict[str, np.ndarray], length: int = WINDOW) -> dict[str, np.n
         raise ValueError(f"data['image'] must be [n, frames, H, W] trajectories, got shape {image.shape}")
     n, n_frames = image.shape[:2]
     _checks.trailing_shape("data['targets']", targets, (n_frames, None, 3))
-    starts = window_starts(n_frames, length)
-    span = starts[:, None] + np.arange(length)[None, :]  # [W, length]
-    centre = starts + length // 2
+    n_windows = len(window_starts(n_frames, length))
+    owner, frames = window_frames(np.arange(n * n_windows), n_frames, length)
+    centre = frames[:, length // 2]
     trajectory = np.asarray(data.get("trajectory", np.arange(n)), np.int64)
-    n_windows = len(starts)
     return {
-        "image": image[:, span].reshape((n * n_windows, length) + image.shape[2:]),
-        "targets": targets[:, centre].reshape((n * n_windows,) + targets.shape[2:]).astype(np.float32),
-        "count": np.repeat(np.asarray(data["count"], np.int32), n_windows),
-        "frame": np.tile(centre.astype(np.int32), n),
-        "trajectory": np.repeat(trajectory, n_windows),
+        "image": image[owner[:, None], frames],
+        "targets": targets[owner, centre].astype(np.float32),
+        "count": np.asarray(data["count"], np.int32)[owner],
+        "frame": centre.astype(np.int32),
+        "trajectory": trajectory[owner],
     }

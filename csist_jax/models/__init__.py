@@ -68,6 +68,23 @@ def create(name: str, *, c: int = 3, **config) -> UnfoldingNetwork:
     return cls(c=c, **config)
 
 
+def is_sequence_model(module) -> bool:
+    """Whether ``module`` is a multi-frame network (``apply(variables, windows, centre_index)``)."""
+    return isinstance(module, DeRefNet)
+
+
+def example_inputs(module, n: int = 1, window: int | None = None) -> tuple:
+    """Zero inputs of ``module.init`` for ``n`` samples: ``(images,)`` ``[n, size, size]``, or for a
+    multi-frame network ``(windows [n, window, size, size], centre_index [n])`` (``window`` default 5)."""
+    import jax.numpy as jnp
+
+    if not is_sequence_model(module):
+        return (jnp.zeros((n, module.size, module.size), jnp.float32),)
+    window = window or 5
+    windows = jnp.zeros((n, window, module.size, module.size), jnp.float32)
+    return windows, jnp.full((n,), window // 2, jnp.int32)
+
+
 def param_count(variables) -> int:
     """Number of trained parameters (the ``"params"`` collection; ``Q`` is a constant, not counted)."""
     import jax
@@ -88,6 +105,8 @@ __all__ = [
     "UnfoldingNetwork",
     "compiler_options",
     "create",
+    "example_inputs",
+    "is_sequence_model",
     "jit",
     "load_checkpoint",
     "param_count",

@@ -24,8 +24,13 @@ def _checkpointer():
     return ocp.StandardCheckpointer()
 
 
-def save_model(path, name: str, c: int, model_config: dict, variables, info: dict | None = None) -> str:
-    """Write the network to ``path`` (replaced atomically if it exists); returns the absolute path."""
+def save_model(
+    path, name: str, c: int, model_config: dict, variables, info: dict | None = None, *, window=None
+) -> str:
+    """Write the network to ``path`` (replaced atomically if it exists); returns the absolute path.
+
+    ``window``: the frames per window of a multi-frame network (its tail's input channels depend on it;
+    default 5, the published one)."""
     path = os.path.abspath(os.fspath(path))
     tmp = path + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -35,6 +40,8 @@ def save_model(path, name: str, c: int, model_config: dict, variables, info: dic
     ckpt.save(os.path.join(tmp, "variables"), jax.device_get(variables))
     ckpt.wait_until_finished()
     meta = {"format": FORMAT, "model": name, "c": int(c), "config": dict(model_config), "info": info or {}}
+    if window is not None:
+        meta["window"] = int(window)
     with open(os.path.join(tmp, "model.json"), "w") as f:
         json.dump(meta, f, indent=1, default=_jsonable)
     old = path + ".old"
@@ -63,13 +70,15 @@ def load_checkpoint(path):
 
     >>> module, variables = load_checkpoint("experiments/checkpoints/ista_net_plus_c3_cpu")
     >>> maps = module.apply(variables, images)  # [n, 33, 33]
+
+    A multi-frame network's window length is ``read_meta(path)["window"]`` (5 when absent).
     """
     from csist_jax import models
 
     meta = read_meta(path)
     module = models.create(meta["model"], c=meta["c"], **meta["config"])
-    images = jax.ShapeDtypeStruct((1, module.size, module.size), np.float32)
-    abstract = jax.eval_shape(module.init, jax.random.PRNGKey(0), images)
+    inputs = models.example_inputs(module, 1, meta.get("window"))
+    abstract = jax.eval_shape(module.init, jax.random.PRNGKey(0), *inputs)
     target = {"params": abstract["params"], "constants": abstract["constants"]}
     restored = _checkpointer().restore(os.path.join(os.path.abspath(os.fspath(path)), "variables"), target)
     return module, restored

@@ -149,6 +149,10 @@ class DeRefNet(nn.Module):
     def hr(self) -> int:
         return self.size * self.c
 
+    def operator(self, dtype=jnp.float32, operator=None) -> physics.SamplingOperator:
+        """The ``Phi`` of the per-frame unfolding in ``dtype`` (as :meth:`UnfoldingNetwork.operator`)."""
+        return layers.network_operator(self.c, self.size, self.sigma, dtype, self.batch_exact, operator)
+
     @nn.compact
     def __call__(
         self,
@@ -175,11 +179,10 @@ class DeRefNet(nn.Module):
             z = z.astype(jnp.float32)
         dtype = z.dtype
         z = z.reshape(n * t, self.size, self.size)
-        op = layers.network_operator(self.c, self.size, self.sigma, dtype, self.batch_exact, operator)
+        op = self.operator(dtype, operator)
 
         def q_default():
-            analytic = layers.network_operator(self.c, self.size, self.sigma, dtype, self.batch_exact)
-            return layers.constant_q(self.q_init, analytic)
+            return layers.constant_q(self.q_init, self.operator(dtype))
 
         q = layers.call_q(self.variable("constants", "q_init", q_default).value, q, hr, self.size, dtype)
         stages = [ISTANetStage(self.channels, name=f"stage_{k}") for k in range(self.stages)]

@@ -6,9 +6,12 @@ import ml_collections
 import numpy as np
 
 from csist_jax import _checks, models
+from csist_jax.train import losses
 
 #: the compute dtypes of ``config.compute_dtype`` (parameters and optimiser state stay float32)
 COMPUTE_DTYPES = ("float32", "bfloat16")
+#: the datasets of ``config.data.dataset``
+DATASETS = ("csist100k", "seqcsist")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -22,9 +25,24 @@ def default_config() -> ml_collections.ConfigDict:
         {"stages": placeholder(int), "channels": placeholder(int), "step_init": placeholder(float)}
     )
     cfg.seed = 0  # parameter init and batch order
+    # dataset "csist100k" (frames) or "seqcsist" (trajectories; sizes count trajectories)
     cfg.data = ml_collections.ConfigDict(
-        {"source": "generate", "seed": 0, "dir": "", "train_size": 80_000, "val_size": 10_000}
+        {
+            "dataset": "csist100k",
+            "source": "generate",
+            "seed": 0,
+            "dir": "",
+            "train_size": 80_000,
+            "val_size": 10_000,
+        }
     )
+    # SeqCSIST samples: 0 = single frames (every frame of every trajectory), an odd L >= 3 = windows of L
+    # frames predicting their centre frame (the multi-frame networks, e.g. DeRefNet: published 5)
+    cfg.window = 0
+    # DeRefNet's objective (csist_jax.train.losses.derefnet_loss): "toolkit" or "paper"
+    cfg.objective = "toolkit"
+    # L2 weight decay added to the gradient before Adam (torch's Adam(weight_decay=...)); 0: plain Adam
+    cfg.weight_decay = 0.0
     cfg.q_init_size = 0  # training labels used for Q_init (0: all)
     # any size divisible by the device count; the learning rate is NOT rescaled with it
     cfg.batch_size = 64
@@ -58,8 +76,30 @@ def resolve(config) -> ml_collections.ConfigDict:
 
 def check(config) -> None:
     """Raise ``ValueError`` / ``TypeError`` naming the first bad field of ``config``."""
-    if config.model not in models.MODEL_NAMES:
-        raise ValueError(f"config.model must be one of {list(models.MODEL_NAMES)}, got {config.model!r}")
+    known = models.MODEL_NAMES + models.SEQUENCE_MODEL_NAMES
+    if config.model not in known:
+        raise ValueError(f"config.model must be one of {list(known)}, got {config.model!r}")
+    if config.data.dataset not in DATASETS:
+        raise ValueError(f"config.data.dataset must be one of {list(DATASETS)}, got {config.data.dataset!r}")
+    _checks.positive_int("config.window", config.window, minimum=0)
+    if config.model in models.SEQUENCE_MODEL_NAMES:
+        if config.data.dataset != "seqcsist" or config.window < 3 or config.window % 2 == 0:
+            raise ValueError(
+                f"config.model={config.model!r} trains on SeqCSIST windows: it needs "
+                f"config.data.dataset='seqcsist' and an odd config.window >= 3, got "
+                f"{config.data.dataset!r} and {config.window}"
+            )
+    elif config.window:
+        raise ValueError(
+            f"config.window must be 0 for the single-frame network {config.model!r} (it sees one frame), "
+            f"got {config.window}"
+        )
+    if config.objective not in losses.DEREFNET_OBJECTIVES:
+        raise ValueError(
+            f"config.objective must be one of {list(losses.DEREFNET_OBJECTIVES)}, got {config.objective!r}"
+        )
+    if not config.weight_decay >= 0:
+        raise ValueError(f"config.weight_decay must be >= 0, got {config.weight_decay}")
     for field in (
         "batch_size",
         "num_epochs",
@@ -80,6 +120,17 @@ def check(config) -> None:
             f"config.compute_dtype must be one of {list(COMPUTE_DTYPES)}, got {config.compute_dtype!r}"
         )
     profile_window(config.profile_steps, first_step=1, total_steps=1)
+
+
+def optimizer(config):
+    """Adam at ``config.learning_rate``, after ``config.weight_decay`` times the parameters is added to
+    the gradient when that is > 0 (the toolkit's ``torch.optim.Adam(weight_decay=...)``)."""
+    import optax
+
+    adam = optax.adam(config.learning_rate)
+    if not config.get("weight_decay"):
+        return adam
+    return optax.chain(optax.add_decayed_weights(config.weight_decay), adam)
 
 
 def compute_dtype(config) -> np.dtype:

@@ -27,7 +27,8 @@ def make_mesh(devices=None) -> jax.sharding.Mesh:
 
 
 def make_apply(module, mesh, compiler_options: dict | None = None, compute_dtype=None):
-    """``jit(module.apply)`` with replicated variables and images sharded over the mesh.
+    """``jit(module.apply)`` with replicated variables and images sharded over the mesh (a multi-frame
+    network: ``(variables, windows, frame)``, both sharded).
 
     Compiled with the network's inference options (:func:`csist_jax.models.compiler_options`), or with
     exactly ``compiler_options`` when given (``{}``: XLA's defaults). With ``compute_dtype`` (e.g.
@@ -44,11 +45,22 @@ def make_apply(module, mesh, compiler_options: dict | None = None, compute_dtype
     else:
         dtype = jnp.dtype(compute_dtype)
 
-        def fn(variables, images):
-            maps = module.apply(cast_floating(variables, dtype), images.astype(dtype))
+        def fn(variables, images, *frame):
+            maps = module.apply(cast_floating(variables, dtype), images.astype(dtype), *frame)
             return maps.astype(jnp.float32)
 
-    return jit(fn, in_shardings=(replicated, NamedSharding(mesh, P("data"))), out_shardings=replicated)
+    batch = NamedSharding(mesh, P("data"))
+    inputs = (batch, batch) if models.is_sequence_model(module) else (batch,)
+    return jit(fn, in_shardings=(replicated,) + inputs, out_shardings=replicated)
+
+
+def _network_inputs(module, arrays: dict) -> list[np.ndarray]:
+    """The arrays a network reads besides its variables: ``[image]``, or ``[image, frame]`` (windows)."""
+    if models.is_sequence_model(module):
+        if "frame" not in arrays:
+            raise ValueError("a multi-frame network needs windows with their 'frame' indices")
+        return [arrays["image"], np.asarray(arrays["frame"], np.int32)]
+    return [arrays["image"]]
 
 
 def _global_batch(array: np.ndarray, sharding: NamedSharding) -> jax.Array:
@@ -73,16 +85,23 @@ def _padded_batches(images: np.ndarray, batch_size: int, n_dev: int, dtype) -> t
     return out, batch_size
 
 
-def predict(module, variables, images: np.ndarray, batch_size: int, mesh=None, apply=None) -> np.ndarray:
-    """HR maps ``[n, hr, hr]`` of ``images`` in fixed-size batches (the last one padded, then cut).
+def predict(
+    module, variables, images: np.ndarray, batch_size: int, mesh=None, apply=None, frame=None
+) -> np.ndarray:
+    """HR maps ``[n, hr, hr]`` of ``images`` in fixed-size batches (the last one padded, then cut);
+    a multi-frame network reads windows ``images`` ``[n, L, H, W]`` and their centre indices ``frame``.
 
     ``apply`` (from :func:`make_apply`) is reused across calls to avoid recompiling.
     """
     mesh = make_mesh() if mesh is None else mesh
     sharding = NamedSharding(mesh, P("data"))
     apply = make_apply(module, mesh) if apply is None else apply
-    batches, _ = _padded_batches(images, batch_size, mesh.devices.size, np.float32)
-    maps = [apply(variables, _global_batch(chunk, sharding)) for chunk in batches]
+    inputs = _network_inputs(
+        module, {"image": images} if frame is None else {"image": images, "frame": frame}
+    )
+    dtypes = (np.float32, np.int32)
+    columns = [_padded_batches(x, batch_size, mesh.devices.size, dt)[0] for x, dt in zip(inputs, dtypes)]
+    maps = [apply(variables, *(_global_batch(c, sharding) for c in chunk)) for chunk in zip(*columns)]
     return np.concatenate([np.asarray(jax.device_get(m)) for m in maps])[: len(images)]
 
 
@@ -110,7 +129,9 @@ def evaluate(module, variables, arrays: dict, config, mesh=None, apply=None) -> 
     mesh = make_mesh() if mesh is None else mesh
     if apply is None:
         apply = make_apply(module, mesh, compute_dtype=config_lib.compute_dtype(config))
-    maps = predict(module, variables, arrays["image"], config.eval_batch_size, mesh, apply)
+    maps = predict(
+        module, variables, arrays["image"], config.eval_batch_size, mesh, apply, arrays.get("frame")
+    )
     return scores(module, maps, arrays, config.brightness_threshold)
 
 
@@ -119,22 +140,26 @@ class Validator:
 
     def __init__(self, module, arrays: dict, config, mesh):
         self.module = module
-        self.arrays = {k: np.asarray(arrays[k]) for k in ("image", "targets", "count")}
+        self.arrays = {
+            k: np.asarray(arrays[k]) for k in ("image", "targets", "count", "frame") if k in arrays
+        }
         self.brightness_threshold = float(config.brightness_threshold)
         self.apply = make_apply(module, mesh, compute_dtype=config_lib.compute_dtype(config))
         sharding = NamedSharding(mesh, P("data"))
-        batches, _ = _padded_batches(
-            self.arrays["image"], config.eval_batch_size, mesh.devices.size, np.uint8
-        )
-        self.batches = [_global_batch(chunk, sharding) for chunk in batches]
+        columns = [
+            _padded_batches(x, config.eval_batch_size, mesh.devices.size, x.dtype)[0]
+            for x in _network_inputs(module, self.arrays)
+        ]
+        # per batch: (images,) or (windows, frame)
+        self.batches = [tuple(_global_batch(c, sharding) for c in chunk) for chunk in zip(*columns)]
 
     def compile(self, variables) -> None:
         """Compile the forward pass now (else the first :meth:`start` does)."""
-        self.apply = self.apply.lower(variables, self.batches[0]).compile()
+        self.apply = self.apply.lower(variables, *self.batches[0]).compile()
 
     def start(self, variables) -> list:
         """Dispatch the forward pass of every batch; the maps start their copy to the host."""
-        maps = [self.apply(variables, batch) for batch in self.batches]
+        maps = [self.apply(variables, *batch) for batch in self.batches]
         for m in maps:
             m.copy_to_host_async()
         return maps

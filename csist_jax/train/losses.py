@@ -97,6 +97,29 @@ def loss_fn(module, variables, images, labels, sym_weight=SYM_WEIGHT) -> tuple[F
     return unfolding_loss(maps, aux, labels, sym_weight=sym_weight)
 
 
+def network_loss(
+    module,
+    variables,
+    images,
+    labels,
+    frame=None,
+    *,
+    sym_weight=SYM_WEIGHT,
+    objective: str = "toolkit",
+) -> tuple[Float[Array, ""], dict]:
+    """The training objective of any network of :mod:`csist_jax.models`, run on its inputs.
+
+    Single-frame networks (``frame`` None): :func:`loss_fn` on ``images`` ``[n, 11, 11]``. Multi-frame
+    networks (DeRefNet): windows ``images`` ``[n, T, 11, 11]`` with their centre frames' indices
+    ``frame`` ``[n]``, scored by :func:`derefnet_loss` with ``objective``. ``labels``: the HR labels
+    ``[n, hr, hr]`` (of the centre frames).
+    """
+    if frame is None:
+        return loss_fn(module, variables, images, labels, sym_weight)
+    out, aux = module.apply(variables, images, frame, return_aux=True)
+    return derefnet_loss(out, aux, labels, objective=objective, n_frames=module.n_frames)
+
+
 def frame_multiplicity(frame: Int[Array, "..."], window: int, n_frames: int = N_FRAMES) -> Int[Array, "..."]:
     """How many of a trajectory's ``n_frames - window + 1`` windows contain frame ``frame``:
     ``min(f + h, n - 1 - h) - max(f - h, h) + 1`` with ``h = window // 2`` (at least 1)."""
@@ -175,6 +198,7 @@ __all__ = [
     "derefnet_loss",
     "frame_multiplicity",
     "loss_fn",
+    "network_loss",
     "regression",
     "symmetry",
     "unfolding_loss",

@@ -1,8 +1,9 @@
 r"""The update step: loss, gradients, Adam, and the measurements each step reports.
 
-Loss: :func:`csist_jax.train.losses.loss_fn` (SPEC sec. 7, ``mean((x_N - s)^2) + sym_weight * sum_k
-mean(sym_k^2)`` on the raw 0..255 scale), with ``s`` the HR label (:func:`csist_jax.physics.hr_label`,
-computed inside the step). Data parallel over a ``("data",)`` mesh: parameters replicated, batch
+Loss: :func:`csist_jax.train.losses.network_loss`, for the single-frame networks SPEC sec. 7's
+``mean((x_N - s)^2) + sym_weight * sum_k mean(sym_k^2)`` on the raw 0..255 scale, for DeRefNet's
+windows ``derefnet_loss`` with ``config.objective``; ``s`` is the HR label
+(:func:`csist_jax.physics.hr_label`, computed inside the step). Data parallel over a ``("data",)`` mesh: parameters replicated, batch
 sharded, gradients summed by XLA.
 
 ``config.compute_dtype = "bfloat16"``: the forward and backward pass run in bfloat16 (floating
@@ -31,7 +32,7 @@ from jax.sharding import PartitionSpec as P
 
 from csist_jax import models, physics
 from csist_jax.train import config as config_lib
-from csist_jax.train.losses import loss_fn
+from csist_jax.train.losses import network_loss
 
 
 def cast_floating(tree, dtype):
@@ -74,20 +75,28 @@ def _jit(compiler_options):
 
 
 def make_update(module, optimizer, config):
-    """The pure update ``(state, images float [B, H, W], targets [B, K, 3]) -> (state, measured)``."""
+    """The pure update ``(state, images, targets, frame=None) -> (state, measured)``.
+
+    ``images`` float ``[B, H, W]`` (windows of a multi-frame network: ``[B, L, H, W]`` with their centre
+    frames' indices ``frame`` ``[B]``), ``targets`` ``[B, K, 3]`` (of the centre frames); the loss is
+    :func:`csist_jax.train.losses.network_loss`.
+    """
     dtype = config_lib.compute_dtype(config)
     sym_weight = config.sym_weight
+    objective = config.get("objective", "toolkit")
     c, size = module.c, module.size
 
-    def update(state, images, targets):
+    def update(state, images, targets, frame=None):
         labels = physics.hr_label(targets, c, size)
         inputs = images.astype(dtype)
 
-        def objective(params):
+        def objective_of(params):
             variables = cast_floating({"params": params, "constants": state["constants"]}, dtype)
-            return loss_fn(module, variables, inputs, labels, sym_weight)
+            return network_loss(
+                module, variables, inputs, labels, frame, sym_weight=sym_weight, objective=objective
+            )
 
-        (loss, parts), grads = jax.value_and_grad(objective, has_aux=True)(state["params"])
+        (loss, parts), grads = jax.value_and_grad(objective_of, has_aux=True)(state["params"])
         updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         measured = {
@@ -104,9 +113,11 @@ def make_update(module, optimizer, config):
 
 
 def make_train_step(module, optimizer, config, mesh, compiler_options: dict | None = None):
-    """The jitted update ``(state, images, targets) -> (state, measurements)`` (state donated).
+    """The jitted update ``(state, images, targets) -> (state, measurements)`` (state donated); for a
+    multi-frame network ``(state, windows, targets, frame)``.
 
-    ``images`` float ``[B, H, W]`` (raw 0..255) and ``targets`` ``[B, K, 3]`` are sharded over the mesh.
+    ``images`` float ``[B, H, W]`` (raw 0..255; windows ``[B, L, H, W]``), ``targets`` ``[B, K, 3]`` and
+    ``frame`` ``[B]`` are sharded over the mesh.
     Compiled with :func:`csist_jax.models.compiler_options`, or with exactly ``compiler_options`` when
     given (``{}``: XLA's defaults).
     """
@@ -115,21 +126,27 @@ def make_train_step(module, optimizer, config, mesh, compiler_options: dict | No
     update = make_update(module, optimizer, config)
     traces = []
 
-    def step(state, images, targets):
+    def step(state, *inputs):
         # shapes are static, so a second trace means a silent recompile every time the inputs change
         traces.append(1)
         if len(traces) > 1:
             raise RuntimeError(
                 "the train step was traced again: batch shapes or dtypes changed between steps"
             )
-        return update(state, images, targets)
+        return update(state, *inputs)
 
+    n_inputs = 3 if models.is_sequence_model(module) else 2
     return _jit(compiler_options)(
         step,
-        in_shardings=(replicated, batch, batch),
+        in_shardings=(replicated,) + (batch,) * n_inputs,
         out_shardings=(replicated, replicated),
         donate_argnums=0,
     )
+
+
+def _inputs(batch: dict) -> dict:
+    """A :meth:`DeviceDataset.batch` as the keyword arguments of the update."""
+    return {"images": batch["image"], "targets": batch["targets"], "frame": batch.get("frame")}
 
 
 def measurement_names(module, optimizer, config, state, dataset) -> tuple[str, ...]:
@@ -137,7 +154,7 @@ def measurement_names(module, optimizer, config, state, dataset) -> tuple[str, .
     update = make_update(module, optimizer, config)
 
     def one(state, data):
-        return update(state, *dataset.batch(data, jnp.arange(dataset.num_frames), state["step"]))[1]
+        return update(state, **_inputs(dataset.batch(data, jnp.arange(dataset.num_frames), state["step"])))[1]
 
     return tuple(jax.eval_shape(one, state, dataset.arrays))
 
@@ -159,8 +176,7 @@ def make_device_steps(
     unroll = count if mesh.devices.flat[0].platform == "cpu" else 1
 
     def one_step(state, data, order):
-        images, targets = dataset.batch(data, order, state["step"])
-        state, measured = update(state, images, targets)
+        state, measured = update(state, **_inputs(dataset.batch(data, order, state["step"])))
         return state, jnp.stack([jnp.asarray(measured[k], jnp.float32) for k in names])
 
     def steps(state, data, order):

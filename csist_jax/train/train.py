@@ -40,7 +40,6 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
@@ -68,18 +67,23 @@ def _model_config(config) -> dict:
 
 
 def _load_data(config) -> tuple[dict, dict]:
-    """Host arrays (``image``, ``targets``, ``count``) of the training and validation splits."""
-    train = data_lib.read_all(data_lib.load_split(config.data, "train"))
-    val = data_lib.read_all(data_lib.load_split(config.data, "val"))
+    """Host arrays of the training and validation splits (:func:`data.training_arrays`): frames, or
+    trajectories and windows (``config.window``)."""
+    train = data_lib.training_arrays(data_lib.load_split(config.data, "train"), config.window, "train")
+    val = data_lib.training_arrays(data_lib.load_split(config.data, "val"), config.window, "val")
     return train, val
 
 
 def _build_network(config, train: dict):
-    """The network with ``Q`` fitted to the first ``q_init_size`` training labels."""
+    """The network with ``Q`` fitted to the first ``q_init_size`` training labels (SeqCSIST windows:
+    every frame of the training trajectories)."""
     model_config = _model_config(config)
+    if config.window:
+        model_config["n_frames"] = int(train["image"].shape[1])
     probe = models.create(config.model, c=config.c, **model_config)
-    n = len(train["targets"])
-    q_targets = train["targets"][: min(config.q_init_size or n, n)]
+    all_targets = train["targets"].reshape((-1,) + train["targets"].shape[-2:])
+    n = len(all_targets)
+    q_targets = all_targets[: min(config.q_init_size or n, n)]
     q = np.asarray(physics.q_init(physics.hr_label(q_targets, config.c, probe.size), probe.operator()))
     return models.create(config.model, c=config.c, q_init=q, **model_config), model_config
 
@@ -87,11 +91,11 @@ def _build_network(config, train: dict):
 def _initial_state(module, optimizer, config, mesh, checkpoints: Checkpoints) -> tuple[dict, int]:
     """``(state, step)``: the newest readable checkpoint, or a fresh state at step 0 (replicated)."""
     replicated = NamedSharding(mesh, P())
-    images = jnp.zeros((mesh.devices.size, module.size, module.size), jnp.float32)
+    inputs = models.example_inputs(module, mesh.devices.size, config.window)
     key = jax.random.PRNGKey(config.seed)
 
     def fresh():
-        return step_lib.init_state(module.init(key, images), optimizer)
+        return step_lib.init_state(module.init(key, *inputs), optimizer)
 
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), jax.eval_shape(fresh)
@@ -154,8 +158,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
     train, val = _load_data(config)
     module, model_config = _build_network(config, train)
-    optimizer = optax.adam(config.learning_rate)
-    dataset = DeviceDataset(train, batch_size=config.batch_size, seed=config.seed, mesh=mesh)
+    optimizer = config_lib.optimizer(config)
+    dataset = DeviceDataset(
+        train, batch_size=config.batch_size, seed=config.seed, mesh=mesh, window=config.window
+    )
     validator = Validator(module, val, config, mesh)
 
     checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
@@ -176,10 +182,16 @@ def train_and_evaluate(config, workdir: str) -> dict:
         if main_process:
             info = {"step": step, "val": scores, "config": config.to_dict()}
             models.save_model(
-                os.path.join(workdir, "best"), config.model, config.c, model_config, variables, info
+                os.path.join(workdir, "best"),
+                config.model,
+                config.c,
+                model_config,
+                variables,
+                info,
+                window=config.window or None,
             )
 
-    name = f"{config.model} c={config.c}"
+    name = f"{config.model} c={config.c}" + (f" window={config.window}" if config.window else "")
     bar = tqdm(
         total=schedule.total_steps,
         initial=start,

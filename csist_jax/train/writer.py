@@ -93,7 +93,9 @@ class MetricsWriter:
         fig, (ax_loss, ax_map) = plt.subplots(1, 2, figsize=(10, 3.6))
         if train:
             ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], label="loss")
-            ax_loss.plot([r["step"] for r in train], [r["mse"] for r in train], label="MSE term", alpha=0.7)
+            # the regression term: "mse" (single-frame networks) or "regression" (DeRefNet)
+            term = "mse" if "mse" in train[0] else "regression"
+            ax_loss.plot([r["step"] for r in train], [r[term] for r in train], label="MSE term", alpha=0.7)
             ax_loss.set_yscale("log")
             ax_loss.legend()
         ax_loss.set_xlabel("step")
