@@ -3,8 +3,8 @@ r"""The update step: loss, gradients, Adam, and the measurements each step repor
 Loss: :func:`csist_jax.train.losses.network_loss`, for the single-frame networks SPEC sec. 7's
 ``mean((x_N - s)^2) + sym_weight * sum_k mean(sym_k^2)`` on the raw 0..255 scale, for DeRefNet's
 windows ``derefnet_loss`` with ``config.objective``; ``s`` is the HR label
-(:func:`csist_jax.physics.hr_label`, computed inside the step). Data parallel over a ``("data",)`` mesh: parameters replicated, batch
-sharded, gradients summed by XLA.
+(:func:`csist_jax.physics.hr_label`, computed inside the step). Data parallel over a ``("data",)``
+mesh: parameters replicated, batch sharded, gradients summed by XLA.
 
 ``config.compute_dtype = "bfloat16"``: the forward and backward pass run in bfloat16 (floating
 parameters, constants and images cast inside the loss); the maps are cast back and the loss is computed

@@ -72,9 +72,10 @@ def seqcsist_published(model: str, c: int = 3, window: int = 5) -> ml_collection
 def seqcsist_cpu(model: str, c: int = 3) -> ml_collections.ConfigDict:
     """The CPU-scale SeqCSIST budget shared by DeRefNet and the per-frame networks: equal data (the same
     200 training trajectories: 3,200 windows for DeRefNet, 4,000 frames for the per-frame networks),
-    equal optimiser (Adam 1e-3, weight decay 1e-5) and equal updates (400 steps of 16 samples, two epochs of the windows: a window
-    for DeRefNet, a frame for the others), validation on the 40 validation trajectories after each
-    epoch and at the end (DeRefNet: their windows' centre frames). Adam at 1e-3 instead of the published
+    equal optimiser (Adam 1e-3, weight decay 1e-5) and equal updates (400 steps of 16 samples, two
+    epochs of the windows; a sample is a window for DeRefNet, a frame for the others), validation on
+    the 40 validation trajectories after each epoch and at the end (DeRefNet: their windows' centre
+    frames). Adam at 1e-3 instead of the published
     1e-4, as in the CSIST-100K CPU table: a few hundred steps leave the published rate far from
     converged. A DeRefNet step reads five frames per sample, so it costs about five per-frame steps."""
     cfg = seqcsist_published(model, c)
