@@ -143,6 +143,7 @@ class DeRefNet(nn.Module):
     channels: int = 32
     residual_blocks: int = 5
     n_frames: int = 20
+    step_init: float = 0.5  # the unfolding stages' initial step (published 0.5, as ISTA-Net)
     batch_exact: bool = False
 
     @property
@@ -185,7 +186,7 @@ class DeRefNet(nn.Module):
             return layers.constant_q(self.q_init, self.operator(dtype))
 
         q = layers.call_q(self.variable("constants", "q_init", q_default).value, q, hr, self.size, dtype)
-        stages = [ISTANetStage(self.channels, name=f"stage_{k}") for k in range(self.stages)]
+        stages = [ISTANetStage(self.channels, self.step_init, name=f"stage_{k}") for k in range(self.stages)]
         x, aux = layers.unroll(stages, layers.linear_init(q, z, hr, self.batch_exact), z, op)
         x = x.reshape(n, t, hr, hr)
 
