@@ -49,8 +49,8 @@ def create(name: str, *, c: int = 3, **config) -> UnfoldingNetwork:
     ``apply(variables, windows[n, T, size, size], centre_index[n])``). Fields: ``stages``
     (default: the published count for ``c``; DISTA-Net uses 4 at ``c = 7``), ``channels``, ``size``,
     ``sigma``, ``q_init`` (``[(size c)^2, size^2]``, e.g. :func:`csist_jax.physics.q_init`),
-    ``step_init`` (initial step sizes, published 0.5; ISTA-Net, ISTA-Net+, DISTA-Net, DeRefNet), and per network
-    ``dynamic_share`` / ``hidden`` (DISTA-Net), ``lam`` (LISTA) or ``residual_blocks`` / ``n_frames``
+    ``step_init`` (initial step sizes, published 0.5; ISTA-Net, ISTA-Net+, DISTA-Net, DeRefNet), and per
+    network ``dynamic_share`` / ``hidden`` (DISTA-Net), ``lam`` (LISTA) or ``residual_blocks`` / ``n_frames``
     (DeRefNet).
     """
     if name not in _REGISTRY:
