@@ -25,6 +25,7 @@ from csist_jax.models.ista_net import ISTANet
 from csist_jax.models.ista_net_plus import ISTANetPlus
 from csist_jax.models.layers import UnfoldingNetwork, unroll
 from csist_jax.models.lista import LISTA
+from csist_jax.models.localizer import Localizer
 
 #: name -> (class, default stages at c = 3, 5, 7) as published
 _REGISTRY = {
@@ -33,12 +34,15 @@ _REGISTRY = {
     "dista_net": (DISTANet, {3: 6, 5: 6, 7: 4}),
     "lista": (LISTA, {3: 16, 5: 16, 7: 16}),
     "derefnet": (DeRefNet, {3: 9, 5: 9, 7: 9}),
+    "localizer": (Localizer, {3: 4, 5: 4, 7: 4}),
 }
 
 #: the multi-frame networks (windows and frame indices in, the centre frame's HR map out)
 SEQUENCE_MODEL_NAMES = ("derefnet",)
-#: the single-frame networks (images in, HR maps out), the ones ``csist_jax.train`` trains
-MODEL_NAMES = tuple(name for name in _REGISTRY if name not in SEQUENCE_MODEL_NAMES)
+#: the learned localisers (images in, per-cell detections out: :mod:`csist_jax.models.localizer`)
+LOCALIZER_NAMES = ("localizer",)
+#: the single-frame networks (images in, HR maps out)
+MODEL_NAMES = tuple(name for name in _REGISTRY if name not in SEQUENCE_MODEL_NAMES + LOCALIZER_NAMES)
 
 
 def create(name: str, *, c: int = 3, **config) -> UnfoldingNetwork:
@@ -51,7 +55,9 @@ def create(name: str, *, c: int = 3, **config) -> UnfoldingNetwork:
     ``sigma``, ``q_init`` (``[(size c)^2, size^2]``, e.g. :func:`csist_jax.physics.q_init`),
     ``step_init`` (initial step sizes, published 0.5; ISTA-Net, ISTA-Net+, DISTA-Net, DeRefNet), and per
     network ``dynamic_share`` / ``hidden`` (DISTA-Net), ``lam`` (LISTA) or ``residual_blocks`` / ``n_frames``
-    (DeRefNet).
+    (DeRefNet). ``"localizer"`` (:class:`csist_jax.models.Localizer`): single frame, per-cell detections
+    instead of a map; ``stages`` counts its residual blocks (default 4), plus ``reach`` and
+    ``brightness_scale``.
     """
     if name not in _REGISTRY:
         raise ValueError(f"name must be one of {list(_REGISTRY)}, got {name!r}")
@@ -71,6 +77,12 @@ def create(name: str, *, c: int = 3, **config) -> UnfoldingNetwork:
 def is_sequence_model(module) -> bool:
     """Whether ``module`` is a multi-frame network (``apply(variables, windows, centre_index)``)."""
     return isinstance(module, DeRefNet)
+
+
+def is_localizer(module) -> bool:
+    """Whether ``module`` is a learned localiser (``apply(variables, images)`` returns per-cell heads,
+    decoded to points by :func:`csist_jax.models.localizer.points`)."""
+    return isinstance(module, Localizer)
 
 
 def example_inputs(module, n: int = 1, window: int | None = None) -> tuple:
@@ -100,12 +112,15 @@ __all__ = [
     "ISTANet",
     "ISTANetPlus",
     "LISTA",
+    "LOCALIZER_NAMES",
+    "Localizer",
     "MODEL_NAMES",
     "SEQUENCE_MODEL_NAMES",
     "UnfoldingNetwork",
     "compiler_options",
     "create",
     "example_inputs",
+    "is_localizer",
     "is_sequence_model",
     "jit",
     "load_checkpoint",
