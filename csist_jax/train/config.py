@@ -76,7 +76,7 @@ def resolve(config) -> ml_collections.ConfigDict:
 
 def check(config) -> None:
     """Raise ``ValueError`` / ``TypeError`` naming the first bad field of ``config``."""
-    known = models.MODEL_NAMES + models.SEQUENCE_MODEL_NAMES
+    known = models.MODEL_NAMES + models.LOCALIZER_NAMES + models.SEQUENCE_MODEL_NAMES
     if config.model not in known:
         raise ValueError(f"config.model must be one of {list(known)}, got {config.model!r}")
     if config.data.dataset not in DATASETS:

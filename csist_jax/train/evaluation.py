@@ -1,4 +1,6 @@
-"""Validation: HR maps of a split in fixed batches, scored by CSO-mAP, MSE, PSNR and SSIM.
+"""Validation: HR maps of a split in fixed batches, scored by CSO-mAP, MSE, PSNR and SSIM; a learned
+localiser's outputs (a dict of per-cell arrays) decoded to points and scored by CSO-mAP, count accuracy
+and localisation RMSE.
 
 :func:`evaluate` / :func:`predict` take host arrays (experiments, tables). The training loop uses a
 :class:`Validator`: the split's images live on the device in padded batches, :meth:`Validator.start`
@@ -17,6 +19,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from csist_jax import metrics, models, physics
+from csist_jax.models import localizer
 from csist_jax.train import config as config_lib
 from csist_jax.train.step import _jit, cast_floating
 
@@ -32,8 +35,8 @@ def make_apply(module, mesh, compiler_options: dict | None = None, compute_dtype
 
     Compiled with the network's inference options (:func:`csist_jax.models.compiler_options`), or with
     exactly ``compiler_options`` when given (``{}``: XLA's defaults). With ``compute_dtype`` (e.g.
-    ``"bfloat16"``) the floating variables and the images are cast to it and the maps come back float32;
-    without, the network runs in the dtype of its inputs.
+    ``"bfloat16"``) the floating variables and the images are cast to it and the outputs (maps, or a
+    localiser's dict of arrays) come back float32; without, the network runs in the dtype of its inputs.
     """
     replicated = NamedSharding(mesh, P())
     if compiler_options is None:
@@ -46,8 +49,8 @@ def make_apply(module, mesh, compiler_options: dict | None = None, compute_dtype
         dtype = jnp.dtype(compute_dtype)
 
         def fn(variables, images, *frame):
-            maps = module.apply(cast_floating(variables, dtype), images.astype(dtype), *frame)
-            return maps.astype(jnp.float32)
+            out = module.apply(cast_floating(variables, dtype), images.astype(dtype), *frame)
+            return jax.tree.map(lambda a: a.astype(jnp.float32), out)
 
     batch = NamedSharding(mesh, P("data"))
     inputs = (batch, batch) if models.is_sequence_model(module) else (batch,)
@@ -85,11 +88,17 @@ def _padded_batches(images: np.ndarray, batch_size: int, n_dev: int, dtype) -> t
     return out, batch_size
 
 
+def _host(outputs: list, n: int):
+    """The first ``n`` rows of per-batch outputs (arrays, or dicts of arrays) as one host array / dict."""
+    return jax.tree.map(lambda *xs: np.concatenate([np.asarray(x, np.float32) for x in xs])[:n], *outputs)
+
+
 def predict(
     module, variables, images: np.ndarray, batch_size: int, mesh=None, apply=None, frame=None
 ) -> np.ndarray:
     """HR maps ``[n, hr, hr]`` of ``images`` in fixed-size batches (the last one padded, then cut);
-    a multi-frame network reads windows ``images`` ``[n, L, H, W]`` and their centre indices ``frame``.
+    a multi-frame network reads windows ``images`` ``[n, L, H, W]`` and their centre indices ``frame``;
+    a learned localiser gives its dict of per-cell arrays (each ``[n, hr, hr, ...]``).
 
     ``apply`` (from :func:`make_apply`) is reused across calls to avoid recompiling.
     """
@@ -102,11 +111,36 @@ def predict(
     dtypes = (np.float32, np.int32)
     columns = [_padded_batches(x, batch_size, mesh.devices.size, dt)[0] for x, dt in zip(inputs, dtypes)]
     maps = [apply(variables, *(_global_batch(c, sharding) for c in chunk)) for chunk in zip(*columns)]
-    return np.concatenate([np.asarray(jax.device_get(m)) for m in maps])[: len(images)]
+    return _host(maps, len(images))
 
 
-def scores(module, maps: np.ndarray, arrays: dict, brightness_threshold: float) -> dict:
-    """CSO-mAP (and APs), MSE against the HR labels, PSNR/SSIM of HR maps ``maps`` of ``arrays``."""
+@functools.partial(jax.jit, static_argnames="max_points")
+def _decode(outputs, threshold, max_points):
+    found = localizer.points(outputs, threshold=threshold, max_points=max_points)
+    return found["points"], found["count"]
+
+
+def point_scores(outputs: dict, arrays: dict, threshold=localizer.THRESHOLD) -> dict:
+    """A learned localiser's outputs on ``arrays`` decoded (:func:`csist_jax.models.localizer.points`)
+    and scored: CSO-mAP (and APs), ``count_accuracy`` and ``rmse`` (px, one-to-one matches within
+    0.5 px)."""
+    points, count = (np.asarray(a) for a in _decode(outputs, threshold, localizer.MAX_POINTS))
+    out = {
+        k: float(v)
+        for k, v in metrics.cso_map_from_points(points, count, arrays["targets"], arrays["count"]).items()
+    }
+    out["count_accuracy"] = metrics.count_accuracy(count, np.asarray(arrays["count"]))
+    rmse = metrics.localization_rmse(points, count, arrays["targets"], arrays["count"], max_distance=0.5)
+    out["rmse"] = rmse["rmse"]
+    return out
+
+
+def scores(module, maps, arrays: dict, brightness_threshold: float) -> dict:
+    """CSO-mAP (and APs), MSE against the HR labels, PSNR/SSIM of HR maps ``maps`` of ``arrays``; for a
+    learned localiser (``maps`` its dict of outputs) :func:`point_scores` (``brightness_threshold``
+    is a map threshold and not used)."""
+    if models.is_localizer(module):
+        return point_scores(maps, arrays)
     maps = np.asarray(maps, np.float32)
     labels = np.asarray(physics.hr_label(arrays["targets"], module.c, module.size))
     out = {
@@ -122,7 +156,8 @@ def scores(module, maps: np.ndarray, arrays: dict, brightness_threshold: float) 
 
 
 def evaluate(module, variables, arrays: dict, config, mesh=None, apply=None) -> dict:
-    """CSO-mAP (and APs), MSE against the HR labels, PSNR/SSIM of the HR maps on ``arrays``.
+    """CSO-mAP (and APs), MSE against the HR labels, PSNR/SSIM of the HR maps on ``arrays`` (a learned
+    localiser: :func:`point_scores`).
 
     The network runs in ``config.compute_dtype`` (float32 when the config has no such field).
     """
@@ -160,11 +195,12 @@ class Validator:
     def start(self, variables) -> list:
         """Dispatch the forward pass of every batch; the maps start their copy to the host."""
         maps = [self.apply(variables, *batch) for batch in self.batches]
-        for m in maps:
+        for m in jax.tree.leaves(maps):
             m.copy_to_host_async()
         return maps
 
     def finish(self, maps: list) -> dict:
         """The scores of maps from :meth:`start` (waits for them)."""
-        host = np.concatenate([np.asarray(m, np.float32) for m in maps])[: len(self.arrays["image"])]
-        return scores(self.module, host, self.arrays, self.brightness_threshold)
+        return scores(
+            self.module, _host(maps, len(self.arrays["image"])), self.arrays, self.brightness_threshold
+        )

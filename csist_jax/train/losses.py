@@ -22,6 +22,19 @@ elements, ``(w_r, w_s, w_a) = (1, 0.1 / n_windows, 0.1)``; one toolkit batch (th
 20-frame trajectory) gives exactly the toolkit's loss divided by 16. ``objective="paper"``: the paper's
 weights ``(1, 0.01, 0.01)`` with ``A_w`` a mean (the paper states no reductions).
 
+The learned localiser (:mod:`csist_jax.models.localizer`), per image, point-process style (DECODE):
+per cell ``k`` the probability ``p_k``, the mean ``mu_k = (x_k, y_k, b_k)`` and the standard deviations
+``s_k`` of the position and brightness; the true targets ``t_1 .. t_K`` of the image:
+
+    L = B + M + w_c C + w_p P,
+    B = sum_k [softplus(l_k) - y_k l_k]                              (Bernoulli; y_k = 1 in a target's cell)
+    M = -sum_t log sum_k (p_k / sum_j p_j) N(t | mu_k, diag(s_k^2))  (Gaussian mixture of the targets)
+    C = (K - sum p)^2 / (2 v) + log(2 pi v) / 2,  v = sum p (1 - p)   (count; w_c = 0 by default)
+    P = mean((min(render(p b at (x, y)), 255) - z)^2)                 (physics; w_p = 0 by default)
+
+(:func:`localizer_loss`; ``l_k`` the logit, the target's cell is the HR label's, SPEC sec. 2). The batch
+objective is the mean over images.
+
 A learned sampling operator ``A`` (``experiments/refine_learned_operator.py``) is fitted to the data
 misfit ``mean_i ||A s_i - z_i||^2`` (:func:`data_misfit`).
 
@@ -37,8 +50,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
+
+from csist_jax import models, physics
+from csist_jax.physics import psf, sensor
 
 #: weight of the symmetry term (SPEC sec. 7; both networks)
 SYM_WEIGHT = 0.01
@@ -112,12 +129,94 @@ def network_loss(
     Single-frame networks (``frame`` None): :func:`loss_fn` on ``images`` ``[n, 11, 11]``. Multi-frame
     networks (DeRefNet): windows ``images`` ``[n, T, 11, 11]`` with their centre frames' indices
     ``frame`` ``[n]``, scored by :func:`derefnet_loss` with ``objective``. ``labels``: the HR labels
-    ``[n, hr, hr]`` (of the centre frames).
+    ``[n, hr, hr]`` (of the centre frames). A learned localiser (``models.is_localizer``) is trained on the
+    targets themselves: ``labels`` is then ``targets`` ``[n, K, 3]`` (padding rows with brightness 0),
+    scored by :func:`localizer_loss` with its default weights.
     """
+    if models.is_localizer(module):
+        outputs = module.apply(variables, images)
+        return localizer_loss(outputs, labels, images=images, c=module.c, sigma=module.sigma)
     if frame is None:
         return loss_fn(module, variables, images, labels, sym_weight)
     out, aux = module.apply(variables, images, frame, return_aux=True)
     return derefnet_loss(out, aux, labels, objective=objective, n_frames=module.n_frames)
+
+
+def target_count(targets: Float[Array, "n k 3"]) -> Int[Array, " n"]:
+    """The number of real targets per image: rows with brightness > 0 (the padding rows are zero)."""
+    return jnp.sum(jnp.asarray(targets)[..., 2] > 0, axis=-1).astype(jnp.int32)
+
+
+def localizer_loss(
+    outputs: dict,
+    targets: Float[Array, "n k 3"],
+    count: Int[Array, " n"] | None = None,
+    images: Float[Array, "n m m"] | None = None,
+    *,
+    c: int = 3,
+    count_weight=0.0,
+    physics_weight=0.0,
+    sigma=0.5,
+) -> tuple[Float[Array, ""], dict]:
+    """The learned localiser's objective ``mean_n (B + M + w_c C + w_p P)`` (module docstring).
+
+    Args:
+      outputs: ``Localizer.apply(variables, images)``: ``"logit"`` ``[n, hr, hr]``, ``"position"``
+        ``[n, hr, hr, 2]``, ``"brightness"`` ``[n, hr, hr]``, ``"log_std"`` ``[n, hr, hr, 3]``.
+      targets: ``[n, K, 3]`` true ``(x, y, brightness)``; only the first ``count[i]`` rows are read.
+      count: ``[n]`` real targets per image; None: the rows with brightness > 0 (:func:`target_count`).
+      images: ``[n, size, size]`` the input images (0..255): the physics term and the ``"mse"`` monitor
+        (the mean squared error of the rendered predicted sources); None: both left out.
+      c: the up-sampling ratio of the outputs' grid (``[size c, size c]`` cells).
+      count_weight, physics_weight: ``w_c``, ``w_p``; sigma: the PSF width of the physics term.
+
+    Returns ``(loss, parts)``, ``parts`` the batch means ``{"bernoulli", "mixture", "count", "mse"
+    (with images)}`` and ``"expected_count"`` (mean ``sum p``, a monitor). Computed in at least float32.
+    """
+    logit = _at_least_float32(outputs["logit"])
+    position = _at_least_float32(outputs["position"])
+    brightness = _at_least_float32(outputs["brightness"])
+    log_std = _at_least_float32(outputs["log_std"])
+    n, hr = logit.shape[0], logit.shape[1]
+    targets = _at_least_float32(targets)
+    if targets.ndim != 3 or targets.shape[0] != n or targets.shape[-1] != 3:
+        raise ValueError(f"targets must have shape [{n}, K, 3], got {tuple(targets.shape)}")
+    count = target_count(targets) if count is None else jnp.asarray(count)
+    real = jnp.arange(targets.shape[1])[None, :] < count[:, None]  # [n, K]
+    if hr % c:
+        raise ValueError(f"c={c} must divide the {hr} cells of the outputs' grid")
+    ones = jnp.concatenate([targets[..., :2], real[..., None].astype(logit.dtype)], axis=-1)
+    occupied = jnp.minimum(physics.hr_label(ones, c, hr // c), 1.0)
+    bernoulli = jnp.sum(jax.nn.softplus(logit) - occupied * logit, axis=(1, 2))
+
+    flat = lambda a: a.reshape((n, hr * hr) + a.shape[3:])  # noqa: E731
+    log_p = flat(jax.nn.log_sigmoid(logit))
+    log_w = log_p - jax.nn.logsumexp(log_p, axis=1, keepdims=True)  # [n, cells]
+    mean = jnp.concatenate([flat(position), flat(brightness)[..., None]], axis=-1)  # [n, cells, 3]
+    log_s = flat(log_std)
+    residual = (targets[:, :, None, :] - mean[:, None, :, :]) * jnp.exp(-log_s)[:, None]  # [n, K, cells, 3]
+    log_n = jnp.sum(-0.5 * residual**2 - log_s[:, None] - 0.5 * jnp.log(2 * jnp.pi), axis=-1)
+    per_target = -jax.nn.logsumexp(log_w[:, None, :] + log_n, axis=-1)  # [n, K]
+    mixture = jnp.sum(jnp.where(real, per_target, 0.0), axis=1)
+
+    p = jnp.exp(log_p)
+    expected = jnp.sum(p, axis=1)
+    variance = jnp.sum(p * (1 - p), axis=1) + 1e-6
+    count_nll = 0.5 * (count - expected) ** 2 / variance + 0.5 * jnp.log(2 * jnp.pi * variance)
+    total = bernoulli + mixture + count_weight * count_nll
+    parts = {
+        "bernoulli": jnp.mean(bernoulli),
+        "mixture": jnp.mean(mixture),
+        "count": jnp.mean(count_nll),
+        "expected_count": jnp.mean(expected),
+    }
+    if images is not None:
+        sources = jnp.concatenate([flat(position), (p * flat(brightness))[..., None]], axis=-1)
+        rendered = jnp.minimum(psf.render(sources, images.shape[-1], sigma), sensor.SATURATION)
+        mse = jnp.mean((rendered - _at_least_float32(images)) ** 2, axis=(1, 2))
+        total = total + physics_weight * mse
+        parts["mse"] = jnp.mean(mse)
+    return jnp.mean(total), parts
 
 
 def frame_multiplicity(frame: Int[Array, "..."], window: int, n_frames: int = N_FRAMES) -> Int[Array, "..."]:
@@ -197,9 +296,11 @@ __all__ = [
     "data_misfit",
     "derefnet_loss",
     "frame_multiplicity",
+    "localizer_loss",
     "loss_fn",
     "network_loss",
     "regression",
     "symmetry",
+    "target_count",
     "unfolding_loss",
 ]

@@ -79,15 +79,19 @@ def make_update(module, optimizer, config):
 
     ``images`` float ``[B, H, W]`` (windows of a multi-frame network: ``[B, L, H, W]`` with their centre
     frames' indices ``frame`` ``[B]``), ``targets`` ``[B, K, 3]`` (of the centre frames); the loss is
-    :func:`csist_jax.train.losses.network_loss`.
+    :func:`csist_jax.train.losses.network_loss` (against the HR labels, or for a learned localiser
+    against the targets).
     """
     dtype = config_lib.compute_dtype(config)
     sym_weight = config.sym_weight
     objective = config.get("objective", "toolkit")
     c, size = module.c, module.size
 
+    localizer = models.is_localizer(module)
+
     def update(state, images, targets, frame=None):
-        labels = physics.hr_label(targets, c, size)
+        # a localiser learns the targets themselves, the other networks their HR label map
+        labels = targets if localizer else physics.hr_label(targets, c, size)
         inputs = images.astype(dtype)
 
         def objective_of(params):
