@@ -59,6 +59,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from csist_jax import models, physics, train
+from csist_jax.train import config as train_config
 from experiments.benchmarks.common import Row, best_time
 
 SECTION = "models"
@@ -212,20 +213,26 @@ def _variables(module, images):
     return jax.jit(module.init)(jax.random.PRNGKey(0), images[:1])
 
 
-def _train_fn(module, variables, images, targets, compiler_options=None) -> Callable[[], jax.Array]:
-    """One call = one ``train.make_train_step`` update (Adam, batch on the device); returns the loss."""
-    optimizer = optax.adam(1e-4)
+def _train_fn(
+    module, variables, images, targets, compiler_options=None, *, frame=None, config=None
+) -> Callable[[], jax.Array]:
+    """One call = one ``train.make_train_step`` update (Adam, batch on the device); returns the loss.
+
+    A multi-frame network takes windows ``images``, their centre indices ``frame`` and its ``config``."""
+    config = train.default_config() if config is None else config
+    optimizer = train_config.optimizer(config) if config.weight_decay else optax.adam(1e-4)
     mesh = train.make_mesh()
     state = train.init_state(variables, optimizer)
     # distinct buffers: the state is donated, and initialisers may return one array twice
     state = jax.device_put(jax.tree.map(jnp.copy, state), NamedSharding(mesh, P()))
     sharded = NamedSharding(mesh, P("data"))
-    images, targets = jax.device_put(images, sharded), jax.device_put(targets, sharded)
-    step = train.make_train_step(module, optimizer, train.default_config(), mesh, compiler_options)
+    inputs = [images, targets] + ([] if frame is None else [frame])
+    inputs = [jax.device_put(x, sharded) for x in inputs]
+    step = train.make_train_step(module, optimizer, config, mesh, compiler_options)
     holder = {"state": state}
 
     def one_step():
-        holder["state"], measured = step(holder["state"], images, targets)
+        holder["state"], measured = step(holder["state"], *inputs)
         return measured["loss"]
 
     return one_step
@@ -643,13 +650,11 @@ def _derefnet_alignment_gap(module, variables, windows, centre_index) -> float:
 
 def _derefnet_rows(plan: _Plan) -> list[Row]:
     """DeRefNet on windows of 5 frames (random 0..255 frames, centre indices 2..17, a one-target label):
-    one jitted training step (Adam with the published weight decay on ``derefnet_loss``, objective
-    ``"toolkit"``, parameters and optimizer state donated), inference, and the share of both taken
+    one step of the training route (``train.make_train_step`` with the published SeqCSIST recipe: Adam
+    with weight decay 1e-5 on ``derefnet_loss``, objective ``"toolkit"``, state donated), inference, and the share of both taken
     by the alignment path alone (:func:`_derefnet_alignment` on random maps of the same shapes, with the
     network's parameters; forward and backward for the training step). The training batch is
     ``plan.derefnet_batch`` on a CPU and at most ``plan.batch`` (the published 64) on an accelerator."""
-    from csist_jax.train import losses
-
     n = plan.derefnet_batch
     b = min(n, plan.batch) if plan.accelerator else n
     repeats = plan.repeats if plan.accelerator else 2
@@ -658,7 +663,6 @@ def _derefnet_rows(plan: _Plan) -> list[Row]:
     rng = np.random.default_rng(0)
     windows = jnp.asarray(rng.uniform(0, 255, (n, t, 11, 11)), jnp.float32)
     centre = jnp.asarray(np.arange(n) % 16 + 2, jnp.int32)
-    label = jnp.zeros((b, hr, hr), jnp.float32).at[:, hr // 2, hr // 2].set(230.0)
     variables = jax.jit(module.init)(jax.random.PRNGKey(0), windows[:1], centre[:1])
     # as after training, the offset convs off their zero initialisation (offsets of a few hundredths to
     # 1.7 px on these inputs): the deformable convs sample between pixels and the path check sees them
@@ -670,26 +674,12 @@ def _derefnet_rows(plan: _Plan) -> list[Row]:
     constants = {k: v for k, v in variables.items() if k != "params"}
     variables = {**constants, "params": params}
 
-    optimizer = optax.chain(optax.add_decayed_weights(1e-5), optax.adam(1e-4))
+    # the training route's step (train.make_train_step) with the published SeqCSIST recipe
+    from experiments.configs.common import seqcsist_published
 
-    @models.jit(donate_argnums=(0, 1))
-    def step(params, opt_state, windows, centre_index, label):
-        def objective(p):
-            out, aux = module.apply({**constants, "params": p}, windows, centre_index, return_aux=True)
-            return losses.derefnet_loss(out, aux, label, objective="toolkit", n_frames=module.n_frames)[0]
-
-        loss, grads = jax.value_and_grad(objective)(params)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
-    # distinct buffers: the step donates its parameters and optimizer state
-    holder = {"state": jax.tree.map(jnp.copy, (params, optimizer.init(params)))}
-    train_windows, train_centre = windows[:b], centre[:b]
-
-    def train_step():
-        p, o, loss = step(*holder["state"], train_windows, train_centre, label)
-        holder["state"] = (p, o)
-        return loss
+    config = train_config.resolve(seqcsist_published("derefnet"))
+    targets = jnp.tile(jnp.asarray([[[5.0, 5.0, 230.0]]], jnp.float32), (b, 1, 1))
+    train_step = _train_fn(module, variables, windows[:b], targets, frame=centre[:b], config=config)
 
     apply = models.jit(module.apply, inference_of=module)
     align_params = {k: params[k] for k in ("features", "attention", "align1", "align2", "to_map")}
