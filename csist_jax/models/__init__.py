@@ -34,7 +34,7 @@ _REGISTRY = {
     "dista_net": (DISTANet, {3: 6, 5: 6, 7: 4}),
     "lista": (LISTA, {3: 16, 5: 16, 7: 16}),
     "derefnet": (DeRefNet, {3: 9, 5: 9, 7: 9}),
-    "localizer": (Localizer, {3: 4, 5: 4, 7: 4}),
+    "localizer": (Localizer, {3: 3, 5: 3, 7: 3}),
 }
 
 #: the multi-frame networks (windows and frame indices in, the centre frame's HR map out)
@@ -56,7 +56,7 @@ def create(name: str, *, c: int = 3, **config) -> UnfoldingNetwork:
     ``step_init`` (initial step sizes, published 0.5; ISTA-Net, ISTA-Net+, DISTA-Net, DeRefNet), and per
     network ``dynamic_share`` / ``hidden`` (DISTA-Net), ``lam`` (LISTA) or ``residual_blocks`` / ``n_frames``
     (DeRefNet). ``"localizer"`` (:class:`csist_jax.models.Localizer`): single frame, per-cell detections
-    instead of a map; ``stages`` counts its residual blocks (default 4), plus ``reach`` and
+    instead of a map; ``stages`` counts its residual blocks (default 3), plus ``reach`` and
     ``brightness_scale``.
     """
     if name not in _REGISTRY:

@@ -97,8 +97,8 @@ class Localizer(nn.Module):
     size: int = 11
     sigma: float = 0.5
     q_init: np.ndarray | None = None
-    stages: int = 4
-    channels: int = 64
+    stages: int = 3
+    channels: int = 48
     reach: float = 1.0
     brightness_scale: float = 235.0
 
