@@ -95,8 +95,10 @@ class MetricsWriter:
             ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], label="loss")
             # the regression term: "mse" (single-frame networks) or "regression" (DeRefNet)
             term = "mse" if "mse" in train[0] else "regression"
+            positive = all(r[term] > 0 for r in train) and all(r["loss"] > 0 for r in train)
             ax_loss.plot([r["step"] for r in train], [r[term] for r in train], label="MSE term", alpha=0.7)
-            ax_loss.set_yscale("log")
+            # a likelihood loss (the learned localiser) can go negative: linear scale then
+            ax_loss.set_yscale("log" if positive else "linear")
             ax_loss.legend()
         ax_loss.set_xlabel("step")
         ax_loss.set_title("training loss")
