@@ -23,6 +23,8 @@ import numpy as np
 from csist_jax.data import csist100k, seqcsist
 from csist_jax.data.pipeline import ArraySource, TFDSSource
 
+#: the default dataset's splits (CSIST-100K frames; SeqCSIST's are ``seqcsist.SPLIT_START`` / ``SPLIT_SIZE``)
+SPLIT_START, SPLIT_SIZE = csist100k.SPLIT_START, csist100k.SPLIT_SIZE
 #: dataset name -> its module (generator, ``SPLIT_START``, ``SPLIT_SIZE``)
 DATASETS = {"csist100k": csist100k, "seqcsist": seqcsist}
 _FIELDS = ("image", "targets", "count", "trajectory")
