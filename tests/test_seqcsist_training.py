@@ -123,7 +123,7 @@ def _experiment_configs():
 def test_every_experiment_config_passes_the_checks(name):
     config = importlib.import_module(f"experiments.configs.{name}").get_config()
     resolved = config_lib.resolve(config)
-    assert resolved.model in models.MODEL_NAMES + models.SEQUENCE_MODEL_NAMES
+    assert resolved.model in models.MODEL_NAMES + models.SEQUENCE_MODEL_NAMES + models.LOCALIZER_NAMES
     module_doc = importlib.import_module(f"experiments.configs.{name}").__doc__
     assert f"experiments/configs/{name}.py" in module_doc, "the docstring gives the command"
 

@@ -141,9 +141,9 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, mo
     batch = device_data.DeviceDataset.batch
 
     def poisoned(self, arrays, order, step):
-        images, targets = batch(self, arrays, order, step)
+        out = batch(self, arrays, order, step)
         # from step 4 on (state step 3, counting from 0) the frames are corrupt
-        return jnp.where(step >= 3, jnp.nan, images), targets
+        return dict(out, image=jnp.where(step >= 3, jnp.nan, out["image"]))
 
     monkeypatch.setattr(device_data.DeviceDataset, "batch", poisoned)
     with pytest.raises(FloatingPointError, match=r"loss is nan at step 4.*last good checkpoint \(step 2\)"):
@@ -194,7 +194,8 @@ def test_batch_order_is_a_device_permutation_fixed_by_seed_and_epoch():
     other = device_data.DeviceDataset(arrays, batch_size=8, seed=4, mesh=mesh)
     assert not np.array_equal(np.asarray(other.epoch_order(1)), order)
     # global step 8 (0-based) is the third batch of epoch 1
-    images, targets = jax.jit(data.batch)(data.arrays, data.epoch_order(1), jnp.int32(8))
+    batch = jax.jit(data.batch)(data.arrays, data.epoch_order(1), jnp.int32(8))
+    images, targets = batch["image"], batch["targets"]
     rows = order[16:24]
     np.testing.assert_array_equal(np.asarray(images), arrays["image"][rows].astype(np.float32))
     np.testing.assert_array_equal(np.asarray(targets), arrays["targets"][rows])
