@@ -225,3 +225,34 @@ def test_a_tiny_training_run_writes_best_and_reloads(tmp_path):
     got, want = module.apply(variables, images), module.apply(trained, images)
     for key in want:
         np.testing.assert_allclose(got[key], want[key], rtol=1e-6, atol=1e-6, err_msg=key)
+
+
+def test_points_merge_a_target_split_between_cells_and_keep_close_targets_apart(frames):
+    out = {k: np.array(v) for k, v in _perfect_outputs(frames["targets"], frames["count"]).items()}
+    out["logit"][:] = -20.0
+    # image 0: one target claimed by two neighbouring cells at p = 0.4 each, both pointing at it
+    # image 1: two targets 0.5 px apart (above the merge radius), each at p = 0.9 in its own cell
+    for i, cells in (
+        (0, [((16, 16), (5.1, 5.2)), ((16, 17), (5.1, 5.2))]),
+        (1, [((15, 15), (4.8, 5.0)), ((16, 16), (5.3, 5.0))]),
+    ):
+        for (I, J), xy in cells:
+            out["logit"][i, I, J] = math.log(0.4 / 0.6) if i == 0 else math.log(0.9 / 0.1)
+            out["position"][i, I, J] = xy
+    out = {k: jnp.asarray(v) for k, v in out.items()}
+    merged = localizer.points(out)
+    np.testing.assert_array_equal(np.asarray(merged["count"])[:2], [1, 2])
+    np.testing.assert_allclose(np.asarray(merged["probability"])[0, 0], 0.8, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(merged["points"])[0, 0, :2], [5.1, 5.2], atol=1e-5)
+    np.testing.assert_allclose(np.sort(np.asarray(merged["points"])[1, :2, 0]), [4.8, 5.3], atol=1e-5)
+    apart = localizer.points(out, merge_radius=0.0)  # unmerged, each half of the split target is below 0.5
+    np.testing.assert_array_equal(np.asarray(apart["count"])[:2], [0, 2])
+
+
+def test_network_loss_passes_the_count_weight_through(small, frames):
+    net, variables = small
+    images = jnp.asarray(frames["image"], jnp.float32)
+    targets = jnp.asarray(frames["targets"])
+    base, parts = losses.network_loss(net, variables, images, targets)
+    weighted, _ = losses.network_loss(net, variables, images, targets, count_weight=2.0)
+    np.testing.assert_allclose(float(weighted), float(base) + 2.0 * float(parts["count"]), rtol=1e-5)

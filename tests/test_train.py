@@ -243,6 +243,8 @@ def test_bfloat16_compute_trains_float32_parameters_to_nearly_the_float32_step()
         ({"seed": -1}, "config.seed"),
         ({"batch_size": 128}, "config.batch_size"),
         ({"data": {"source": "ftp"}}, "data.source"),
+        ({"schedule": "linear"}, "config.schedule"),
+        ({"count_weight": -1.0}, "config.count_weight"),
     ],
 )
 def test_bad_config_raises_clear_errors(tmp_path, overrides, field):
@@ -250,6 +252,24 @@ def test_bad_config_raises_clear_errors(tmp_path, overrides, field):
     cfg.update(overrides)
     with pytest.raises(ValueError, match=field):
         train.train_and_evaluate(cfg, str(tmp_path))
+
+
+def test_cosine_schedule_decays_the_rate_to_zero_over_the_run():
+    cfg = tiny_config()
+    cfg.learning_rate, cfg.schedule = 1e-2, "cosine"
+    with pytest.raises(ValueError, match="total_steps"):
+        train.config.optimizer(cfg)
+    opt = train.config.optimizer(cfg, total_steps=10)
+    params = {"w": jnp.ones(3)}
+    state = opt.init(params)
+    grads = {"w": jnp.ones(3)}
+    moves = []
+    for _ in range(10):
+        updates, state = opt.update(grads, state, params)
+        moves.append(float(jnp.abs(updates["w"][0])))
+    # Adam's first step is the rate itself; the steps shrink on the cosine and the last is 0-ish
+    np.testing.assert_allclose(moves[0], 1e-2, rtol=1e-3)
+    assert all(a > b for a, b in zip(moves, moves[1:])) and moves[-1] < 1e-3
 
 
 MULTI_DEVICE_SCRIPT = textwrap.dedent(

@@ -2,13 +2,15 @@
 
 Host-side conveniences (validation, chunking over a batch): ``localize`` / ``fit_sources`` fit point
 sources to images (optionally seeded by HR maps), ``localize_windows`` fits a window of frames jointly,
+``polish`` runs one short fit from a detector's points (no model-order search),
 ``calibrate_psf`` recovers the PSF width (and a background) from images, and ``position_crb`` gives the
 Cramer-Rao bound on the localisation error.
 
 The pure, jittable, vmappable and differentiable cores they are built from, for composing with other JAX
-code: ``localize_one`` (one image), ``fit_one`` (one image from a start), ``localize_window`` /
-``fit_window`` (one window of frames), ``levenberg_marquardt`` (the one solver every fit uses) and
-``position_score`` (the predicted position error and the detection score).
+code: ``localize_one`` (one image), ``fit_one`` (one image from a start), ``polish_one`` (a detector's
+points, fitted once), ``localize_window`` / ``fit_window`` (one window of frames), ``levenberg_marquardt``
+(the one solver every fit uses) and ``position_score`` (the predicted position error and the detection
+score).
 """
 
 from csist_jax.refine.calibrate import calibrate_psf
@@ -16,6 +18,7 @@ from csist_jax.refine.crb import fisher_information, position_crb, rmse_bound
 from csist_jax.refine.fit import fit_one
 from csist_jax.refine.lm import levenberg_marquardt
 from csist_jax.refine.localize import fit_sources, localize, localize_one
+from csist_jax.refine.polish import polish, polish_one
 from csist_jax.refine.score import SCORE_SCALE, pixel_variance, position_score
 from csist_jax.refine.sequence import fit_window, localize_window, localize_windows
 
@@ -32,6 +35,8 @@ __all__ = [
     "localize_window",
     "localize_windows",
     "pixel_variance",
+    "polish",
+    "polish_one",
     "position_crb",
     "position_score",
     "rmse_bound",

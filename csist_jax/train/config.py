@@ -12,6 +12,8 @@ from csist_jax.train import losses
 COMPUTE_DTYPES = ("float32", "bfloat16")
 #: the datasets of ``config.data.dataset``
 DATASETS = ("csist100k", "seqcsist")
+#: the learning-rate schedules of ``config.schedule``
+SCHEDULES = ("constant", "cosine")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -43,6 +45,11 @@ def default_config() -> ml_collections.ConfigDict:
     cfg.objective = "toolkit"
     # L2 weight decay added to the gradient before Adam (torch's Adam(weight_decay=...)); 0: plain Adam
     cfg.weight_decay = 0.0
+    # the learning rate over the run: "constant", or "cosine" (cosine decay from learning_rate to 0)
+    cfg.schedule = "constant"
+    # the learned localiser's loss weights (csist_jax.train.losses.localizer_loss): count and physics
+    cfg.count_weight = 0.0
+    cfg.physics_weight = 0.0
     cfg.q_init_size = 0  # training labels used for Q_init (0: all)
     # any size divisible by the device count; the learning rate is NOT rescaled with it
     cfg.batch_size = 64
@@ -100,6 +107,11 @@ def check(config) -> None:
         )
     if not config.weight_decay >= 0:
         raise ValueError(f"config.weight_decay must be >= 0, got {config.weight_decay}")
+    if config.schedule not in SCHEDULES:
+        raise ValueError(f"config.schedule must be one of {list(SCHEDULES)}, got {config.schedule!r}")
+    for field in ("count_weight", "physics_weight"):
+        if not config[field] >= 0:
+            raise ValueError(f"config.{field} must be >= 0, got {config[field]}")
     for field in (
         "batch_size",
         "num_epochs",
@@ -122,12 +134,20 @@ def check(config) -> None:
     profile_window(config.profile_steps, first_step=1, total_steps=1)
 
 
-def optimizer(config):
+def optimizer(config, total_steps: int | None = None):
     """Adam at ``config.learning_rate``, after ``config.weight_decay`` times the parameters is added to
-    the gradient when that is > 0 (the toolkit's ``torch.optim.Adam(weight_decay=...)``)."""
+    the gradient when that is > 0 (the toolkit's ``torch.optim.Adam(weight_decay=...)``).
+
+    ``config.schedule`` ``"cosine"`` decays the rate to 0 over ``total_steps`` (the run's steps; required
+    then); ``"constant"`` (the default, and configs without the field) keeps it."""
     import optax
 
-    adam = optax.adam(config.learning_rate)
+    rate = config.learning_rate
+    if config.get("schedule", "constant") == "cosine":
+        if not total_steps:
+            raise ValueError("config.schedule='cosine' needs the run's total_steps (a positive int)")
+        rate = optax.cosine_decay_schedule(config.learning_rate, int(total_steps))
+    adam = optax.adam(rate)
     if not config.get("weight_decay"):
         return adam
     return optax.chain(optax.add_decayed_weights(config.weight_decay), adam)

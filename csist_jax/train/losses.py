@@ -123,6 +123,8 @@ def network_loss(
     *,
     sym_weight=SYM_WEIGHT,
     objective: str = "toolkit",
+    count_weight=0.0,
+    physics_weight=0.0,
 ) -> tuple[Float[Array, ""], dict]:
     """The training objective of any network of :mod:`csist_jax.models`, run on its inputs.
 
@@ -131,11 +133,19 @@ def network_loss(
     ``frame`` ``[n]``, scored by :func:`derefnet_loss` with ``objective``. ``labels``: the HR labels
     ``[n, hr, hr]`` (of the centre frames). A learned localiser (``models.is_localizer``) is trained on the
     targets themselves: ``labels`` is then ``targets`` ``[n, K, 3]`` (padding rows with brightness 0),
-    scored by :func:`localizer_loss` with its default weights.
+    scored by :func:`localizer_loss` with ``count_weight`` and ``physics_weight``.
     """
     if models.is_localizer(module):
         outputs = module.apply(variables, images)
-        return localizer_loss(outputs, labels, images=images, c=module.c, sigma=module.sigma)
+        return localizer_loss(
+            outputs,
+            labels,
+            images=images,
+            c=module.c,
+            sigma=module.sigma,
+            count_weight=count_weight,
+            physics_weight=physics_weight,
+        )
     if frame is None:
         return loss_fn(module, variables, images, labels, sym_weight)
     out, aux = module.apply(variables, images, frame, return_aux=True)
@@ -212,6 +222,8 @@ def localizer_loss(
     }
     if images is not None:
         sources = jnp.concatenate([flat(position), (p * flat(brightness))[..., None]], axis=-1)
+        if isinstance(physics_weight, (int, float)) and physics_weight == 0:
+            sources = jax.lax.stop_gradient(sources)  # a monitor only: no backward pass through it
         rendered = jnp.minimum(psf.render(sources, images.shape[-1], sigma), sensor.SATURATION)
         mse = jnp.mean((rendered - _at_least_float32(images)) ** 2, axis=(1, 2))
         total = total + physics_weight * mse

@@ -85,6 +85,7 @@ def make_update(module, optimizer, config):
     dtype = config_lib.compute_dtype(config)
     sym_weight = config.sym_weight
     objective = config.get("objective", "toolkit")
+    weights = {k: config.get(k, 0.0) for k in ("count_weight", "physics_weight")}
     c, size = module.c, module.size
 
     localizer = models.is_localizer(module)
@@ -97,7 +98,14 @@ def make_update(module, optimizer, config):
         def objective_of(params):
             variables = cast_floating({"params": params, "constants": state["constants"]}, dtype)
             return network_loss(
-                module, variables, inputs, labels, frame, sym_weight=sym_weight, objective=objective
+                module,
+                variables,
+                inputs,
+                labels,
+                frame,
+                sym_weight=sym_weight,
+                objective=objective,
+                **weights,
             )
 
         (loss, parts), grads = jax.value_and_grad(objective_of, has_aux=True)(state["params"])

@@ -108,8 +108,12 @@ def _initial_state(module, optimizer, config, mesh, checkpoints: Checkpoints) ->
     return jax.device_put(jax.tree.map(jnp.copy, fresh()), replicated), 0
 
 
+def _total_steps(config, steps_per_epoch: int) -> int:
+    return config.num_steps or config.num_epochs * steps_per_epoch
+
+
 def _schedule(config, steps_per_epoch: int, start: int) -> Schedule:
-    total = config.num_steps or config.num_epochs * steps_per_epoch
+    total = _total_steps(config, steps_per_epoch)
     return Schedule(
         total_steps=total,
         steps_per_epoch=steps_per_epoch,
@@ -158,10 +162,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
     train, val = _load_data(config)
     module, model_config = _build_network(config, train)
-    optimizer = config_lib.optimizer(config)
     dataset = DeviceDataset(
         train, batch_size=config.batch_size, seed=config.seed, mesh=mesh, window=config.window
     )
+    optimizer = config_lib.optimizer(config, _total_steps(config, dataset.steps_per_epoch))
     validator = Validator(module, val, config, mesh)
 
     checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
