@@ -653,8 +653,9 @@ def _derefnet_rows(plan: _Plan) -> list[Row]:
     one step of the training route (``train.make_train_step`` with the published SeqCSIST recipe: Adam
     with weight decay 1e-5 on ``derefnet_loss``, objective ``"toolkit"``, state donated), inference, and
     the share of both taken by the alignment path alone (:func:`_derefnet_alignment` on random maps of
-    the same shapes, with the network's parameters; forward and backward for the training step). The training batch is
-    ``plan.derefnet_batch`` on a CPU and at most ``plan.batch`` (the published 64) on an accelerator."""
+    the same shapes, with the network's parameters; forward and backward for the training step). The
+    training batch is ``plan.derefnet_batch`` on a CPU and at most ``plan.batch`` (the published 64) on
+    an accelerator."""
     n = plan.derefnet_batch
     b = min(n, plan.batch) if plan.accelerator else n
     repeats = plan.repeats if plan.accelerator else 2
