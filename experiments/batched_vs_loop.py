@@ -34,14 +34,14 @@ def main(argv=None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--networks", default="ista_net_plus", help="comma-separated names (models.MODEL_NAMES)"
+        "--networks", default="ista_net_plus", help="comma-separated names (models.UNFOLDING_NAMES)"
     )
     parser.add_argument("--repeats", type=int, default=7, help="timed train steps (inference: 3x as many)")
     args = parser.parse_args(argv)
     names = [n for n in args.networks.split(",") if n]
-    unknown = sorted(set(names) - set(models.MODEL_NAMES))
+    unknown = sorted(set(names) - set(models.UNFOLDING_NAMES))
     if unknown:
-        parser.error(f"--networks: unknown {unknown}; choose from {list(models.MODEL_NAMES)}")
+        parser.error(f"--networks: unknown {unknown}; choose from {list(models.UNFOLDING_NAMES)}")
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
     print("| network | batched vs loop: train step | inference, batch 64 |\n|---|---|---|")

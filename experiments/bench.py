@@ -20,7 +20,7 @@ import time
 
 from experiments.benchmarks.common import Row, format_rows
 
-SECTIONS = ("physics", "metrics", "solvers", "data", "models", "train_loop", "refine")
+SECTIONS = ("physics", "metrics", "solvers", "data", "models", "train_loop", "refine", "zoo")
 
 
 def main(argv=None) -> int:

@@ -30,13 +30,34 @@ from csist_jax.train import predict
 
 NETWORKS = {"lista": "LISTA", "ista_net": "ISTA-Net", "ista_net_plus": "ISTA-Net+", "dista_net": "DISTA-Net"}
 FPS_FRAMES = 500  # frames per timed pass
+#: published CSIST-100K CSO-mAP x100, c = 3 (SPEC sec. 10.1, DISTA-Net Table 1; USRNet, RPCANet and
+#: FOCUS from the FOCUS paper's re-runs, sec. 10.3); keyed by method label or model name
 PUBLISHED = {
     "ISTA": 7.46,
     "FISTA": None,
-    "LISTA": 30.13,
-    "ISTA-Net": 45.16,
-    "ISTA-Net+": 46.06,
-    "DISTA-Net": 46.74,
+    "lista": 30.13,
+    "ista_net": 45.16,
+    "ista_net_plus": 46.06,
+    "dista_net": 46.74,
+    "actnet": 45.61,
+    "ctnet": 45.11,
+    "dctlsa": 44.51,
+    "edsr": 45.32,
+    "egasr": 45.51,
+    "fenet": 45.77,
+    "rcan": 45.87,
+    "rdn": 45.81,
+    "san": 45.95,
+    "srcnn": 29.06,
+    "srfbn": 46.05,
+    "han": 45.70,
+    "lamp": 14.22,
+    "liht": 10.35,
+    "fista_net": 44.66,
+    "tilista": 14.95,
+    "usrnet": 41.82,
+    "rpcanet": 45.47,
+    "focus": 45.50,
 }
 
 
@@ -111,6 +132,7 @@ def network_row(path: str, test: dict, threshold: float, batch: int) -> dict:
     module, variables = models.load_checkpoint(path)
     meta = models.read_meta(path)
     label = NETWORKS.get(meta["model"], meta["model"])
+    published = PUBLISHED.get(meta["model"])
     if "step_init" in meta["config"]:
         label += f" (step init {meta['config']['step_init']:g})"
 
@@ -119,14 +141,22 @@ def network_row(path: str, test: dict, threshold: float, batch: int) -> dict:
 
     maps = run(test["image"])
     row = score(label, maps, test, module.c, threshold)
+    row["published"] = published
     info = meta.get("info", {})
+    size = f"{module.stages} stages" if hasattr(module, "stages") else _fields(meta["config"])
     row.update(
         params=models.param_count(variables),
         flops=flops_per_image(lambda x: module.apply(variables, x)),
         fps=frames_per_second(run, test["image"][:FPS_FRAMES]),
-        note=f"{module.stages} stages; step {info.get('step', '?')}; {path}",
+        note=f"{size}; step {info.get('step', '?')}; {path}",
     )
     return row
+
+
+def _fields(config: dict) -> str:
+    """A model's non-default fields as a note ("published size" when none)."""
+    shown = {k: v for k, v in config.items() if k not in ("q_init",)}
+    return ", ".join(f"{k}={v}" for k, v in sorted(shown.items())) or "published size"
 
 
 def markdown(rows: list[dict], test_size: int) -> str:
@@ -136,7 +166,7 @@ def markdown(rows: list[dict], test_size: int) -> str:
     )
     lines = [head]
     for r in rows:
-        pub = PUBLISHED.get(r["method"])
+        pub = r.get("published", PUBLISHED.get(r["method"]))
         lines.append(
             f"| {r['method']} | {r['mAP']:.2f} | {r['AP05']:.2f} | {r['AP10']:.2f} | {r['AP15']:.2f} "
             f"| {r['AP20']:.2f} | {r['AP25']:.2f} | {r['PSNR']:.2f} | {r['SSIM']:.4f} | {r['params']:,} "
@@ -153,6 +183,12 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--runs", default="runs", help="directory of training workdirs")
     parser.add_argument("--pattern", default="{runs}/cpu_{model}/best", help="checkpoint path per network")
+    parser.add_argument(
+        "--models",
+        default="",
+        help="comma-separated model names whose --pattern checkpoints to score (default: every name of "
+        "models.MODEL_NAMES; a missing checkpoint skips its row)",
+    )
     parser.add_argument("--checkpoint", action="append", default=[], help="extra saved network(s)")
     parser.add_argument("--test-size", type=int, default=2000)
     parser.add_argument("--val-size", type=int, default=500, help="validation frames for tuning lambda")
@@ -166,7 +202,11 @@ def main(argv=None) -> int:
     val = split_arrays("val", args.val_size)
     lams = [float(v) for v in args.lams.split(",") if v]
     rows = analytic_rows(val, test, c, lams, args.iterations, threshold)
-    paths = [args.pattern.format(runs=args.runs, model=m) for m in NETWORKS] + list(args.checkpoint)
+    names = [m for m in args.models.split(",") if m] or list(models.MODEL_NAMES)
+    unknown = sorted(set(names) - set(models.MODEL_NAMES))
+    if unknown:
+        parser.error(f"--models: unknown {unknown}; choose from {list(models.MODEL_NAMES)}")
+    paths = [args.pattern.format(runs=args.runs, model=m) for m in names] + list(args.checkpoint)
     for path in paths:
         if not os.path.isdir(path):
             print(f"[table] no checkpoint at {path}, row skipped", file=sys.stderr)

@@ -64,7 +64,11 @@ from experiments import csist100k_table
 C = 3
 THRESHOLD = 70.0  # SeqCSIST map brightness threshold (SPEC sec. 6)
 SEED = 0
-FRAME_NETWORKS = ("ista_net", "ista_net_plus", "dista_net")
+#: the single-frame methods scored on each window's centre frame (every registered one: a missing
+#: checkpoint skips its row) and the multi-frame ones (DeRefNet, TDAN)
+FRAME_NETWORKS = models.MODEL_NAMES
+SEQUENCE_NETWORKS = models.SEQUENCE_MODEL_NAMES
+SEQUENCE_LABELS = {"derefnet": "DeRefNet", "tdan": "TDAN"}
 ROW_GROUPS = ("label", "analytic", "networks", "derefnet", "localize")
 AP_KEYS = ("mAP", "AP05", "AP10", "AP15", "AP20", "AP25")
 #: the SeqCSIST paper's Table 7 (SPEC sec. 9-10): CSO-mAP, APs (x100) and frames/s on a GPU
@@ -73,6 +77,24 @@ PUBLISHED = {
     "ISTA-Net": dict(mAP=48.95, AP05=0.70, AP10=11.20, AP15=49.70, AP20=87.70, AP25=95.40, fps=4052),
     "ISTA-Net+": dict(mAP=51.02, AP05=1.00, AP10=13.70, AP15=52.70, AP20=90.40, AP25=93.70, fps=5504),
     "DeRefNet": dict(mAP=51.55, AP05=1.00, AP10=14.40, AP15=54.90, AP20=90.40, AP25=97.10, fps=367),
+    "srcnn": dict(mAP=49.64, AP05=1.40, AP10=16.30, AP15=51.20, AP20=85.00, AP25=94.30, fps=102961),
+    "gmfn": dict(mAP=50.94, AP05=0.70, AP10=11.90, AP15=51.20, AP20=92.10, AP25=98.80, fps=855),
+    "dbpn": dict(mAP=50.40, AP05=0.80, AP10=12.50, AP15=51.20, AP20=90.00, AP25=97.40, fps=7109),
+    "srgan": dict(mAP=26.96, AP05=0.30, AP10=3.90, AP15=19.40, AP20=46.90, AP25=64.30, fps=12965),
+    "bsrgan": dict(mAP=33.21, AP05=0.40, AP10=6.10, AP15=27.50, AP20=57.20, AP25=74.90, fps=1528),
+    "esrgan": dict(mAP=36.86, AP05=0.40, AP10=6.00, AP15=30.30, AP20=66.80, AP25=80.70, fps=1024),
+    "rdn": dict(mAP=49.61, AP05=0.70, AP10=10.60, AP15=48.20, AP20=90.40, AP25=98.20, fps=919),
+    "edsr": dict(mAP=50.19, AP05=0.60, AP10=10.30, AP15=48.80, AP20=92.20, AP25=99.00, fps=11476),
+    "espcn": dict(mAP=47.18, AP05=1.60, AP10=15.30, AP15=46.60, AP20=80.30, AP25=92.00, fps=144901),
+    "TDAN": dict(mAP=47.96, AP05=0.50, AP10=8.60, AP15=43.80, AP20=89.30, AP25=97.50, fps=259),
+    "liht": dict(mAP=6.36, AP05=0.10, AP10=1.00, AP15=4.30, AP20=10.40, AP25=16.00, fps=253),
+    "lamp": dict(mAP=9.09, AP05=0.10, AP10=1.50, AP15=6.50, AP20=15.00, AP25=22.30, fps=7172),
+    "fista_net": dict(mAP=50.61, AP05=1.00, AP10=12.60, AP15=51.40, AP20=90.70, AP25=97.30, fps=4052),
+    "ista_net_pp": dict(mAP=50.50, AP05=0.70, AP10=10.40, AP15=49.20, AP20=92.8, AP25=99.40, fps=1751),
+    "LISTA": dict(mAP=9.39, AP05=0.10, AP10=1.70, AP15=6.90, AP20=15.40, AP25=22.70, fps=490),
+    "usrnet": dict(mAP=49.25, AP05=0.70, AP10=9.80, AP15=46.60, AP20=91.20, AP25=98.90, fps=622),
+    "tilista": dict(mAP=13.52, AP05=0.20, AP10=2.10, AP15=9.50, AP20=22.60, AP25=33.30, fps=4716),
+    "rpcanet": dict(mAP=47.17, AP05=0.70, AP10=10.20, AP15=44.50, AP20=84.60, AP25=95.90, fps=2601),
 }
 #: published mAP under read noise of std sigma (grey levels): the SeqCSIST paper (SPEC sec. 9)
 PUBLISHED_NOISE = {"DeRefNet": {0.0: 51.55, 2.0: 49.09, 5.0: 47.23}, "ISTA-Net+": {0.0: 51.02}}
@@ -142,26 +164,35 @@ def frame_network(path: str, batch: int) -> Method:
         return batched(lambda x: apply(variables, jnp.asarray(x, jnp.float32)), [centre], batch, model)
 
     name = csist100k_table.NETWORKS.get(model, model)
-    note = f"centre frame only; {module.stages} stages; {models.param_count(variables):,} params; {path}"
+    size = (
+        f"{module.stages} stages"
+        if hasattr(module, "stages")
+        else csist100k_table._fields(models.read_meta(path)["config"])
+    )
+    note = f"centre frame only; {size}; {models.param_count(variables):,} params; {path}"
     return Method(name, "maps", run, note)
 
 
 def derefnet(path: str, batch: int, window: int) -> Method:
-    """DeRefNet saved at ``path`` on whole windows of ``window`` frames (``batch`` frames per call)."""
+    """The multi-frame network (DeRefNet, TDAN) saved at ``path`` on whole windows of ``window`` frames
+    (``batch`` frames per call)."""
     module, variables = models.load_checkpoint(path)
+    model = models.read_meta(path)["model"]
+    label = SEQUENCE_LABELS.get(model, model)
     apply = models.jit(module.apply, inference_of=module)
 
     def run(data, noise_std):
         if data["image"].shape[1] != window:
-            raise ValueError(f"DeRefNet at {path} reads {window}-frame windows, got {data['image'].shape[1]}")
+            raise ValueError(f"{label} at {path} reads {window}-frame windows, got {data['image'].shape[1]}")
 
         def call(windows, frame):
             return apply(variables, jnp.asarray(windows, jnp.float32), jnp.asarray(frame, jnp.int32))
 
-        return batched(call, [data["image"], data["frame"]], max(1, batch // window), "derefnet")
+        return batched(call, [data["image"], data["frame"]], max(1, batch // window), model)
 
-    note = f"{window}-frame windows; {module.stages} stages; {models.param_count(variables):,} params; {path}"
-    return Method("DeRefNet", "maps", run, note)
+    size = f"{module.stages} stages; " if hasattr(module, "stages") else ""
+    note = f"{window}-frame windows; {size}{models.param_count(variables):,} params; {path}"
+    return Method(label, "maps", run, note)
 
 
 def localize_methods(window: int) -> list[Method]:
@@ -337,14 +368,14 @@ def load_methods(args) -> list[Method]:
     if "networks" in args.rows:
         paths += [(m, args.pattern.format(runs=args.runs, model=m)) for m in FRAME_NETWORKS]
     if "derefnet" in args.rows:
-        paths.append(("derefnet", args.pattern.format(runs=args.runs, model="derefnet")))
+        paths += [(m, args.pattern.format(runs=args.runs, model=m)) for m in SEQUENCE_NETWORKS]
     methods = []
     for model, path in paths:
         if not os.path.isdir(path):
             print(f"[seqcsist_table] no checkpoint at {path}, row skipped", file=sys.stderr)
             continue
         print(f"[seqcsist_table] loading {path}", file=sys.stderr, flush=True)
-        if model == "derefnet":
+        if model in SEQUENCE_NETWORKS:
             methods.append(derefnet(path, args.batch, args.window))
         else:
             methods.append(frame_network(path, args.batch))

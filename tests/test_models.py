@@ -45,7 +45,7 @@ def test_lista_parameter_count_matches_toolkit_structure():
 
 
 @pytest.mark.parametrize("c", [3, 5, 7])
-@pytest.mark.parametrize("name", models.MODEL_NAMES)
+@pytest.mark.parametrize("name", models.UNFOLDING_NAMES)
 def test_any_ratio_and_stage_count_gives_hr_maps(name, c):
     module = models.create(name, c=c, stages=2)
     x = jax.ShapeDtypeStruct((2, 11, 11), jnp.float32)
@@ -94,7 +94,7 @@ def _network(name: str, **fields):
     return module, variables, inputs
 
 
-ALL_NETWORKS = models.MODEL_NAMES + models.SEQUENCE_MODEL_NAMES
+ALL_NETWORKS = models.UNFOLDING_NAMES + models.SEQUENCE_MODEL_NAMES
 
 
 @pytest.mark.parametrize("name", ALL_NETWORKS)
@@ -143,7 +143,7 @@ def test_optimised_programs_have_no_loop_over_the_batch(name):
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="bit-identity is promised on XLA:CPU only")
-@pytest.mark.parametrize("name", models.MODEL_NAMES)
+@pytest.mark.parametrize("name", models.UNFOLDING_NAMES)
 def test_batch_exact_mode_is_bit_identical_alone_and_in_any_batch_on_cpu(name, images):
     """The opt-in per-sample loops, under ``jax.jit`` with XLA:CPU's default options (other compiler
     options may fuse a batch of one differently: bit-identity is not promised there)."""
@@ -241,7 +241,7 @@ def _loss(module, params, constants, x, labels):
     return losses.loss_fn(module, {"params": params, "constants": constants}, x, labels)[0]
 
 
-@pytest.mark.parametrize("name", models.MODEL_NAMES)
+@pytest.mark.parametrize("name", models.UNFOLDING_NAMES)
 def test_gradients_reach_every_parameter(name, data):
     x = jnp.asarray(data["image"][:4], jnp.float32)
     labels = physics.hr_label(data["targets"][:4], 3)

@@ -53,7 +53,7 @@ def batch():
 
 
 def test_every_single_frame_network_is_covered():
-    assert set(SMALL) == set(models.MODEL_NAMES)
+    assert set(SMALL) == set(models.UNFOLDING_NAMES)
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))

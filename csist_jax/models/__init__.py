@@ -17,13 +17,15 @@ the analytic ``Phi`` and the stored ``Q``.
 from __future__ import annotations
 
 from csist_jax import _checks
+from csist_jax.models import baselines
 from csist_jax.models.checkpoint import load_checkpoint, read_meta, save_model
 from csist_jax.models.compile import CPU_OPTIONS, INFERENCE_FUSIONS, compiler_options, jit
+from csist_jax.models.complexity import complexity
 from csist_jax.models.derefnet import DeRefNet
 from csist_jax.models.dista_net import DISTANet
 from csist_jax.models.ista_net import ISTANet
 from csist_jax.models.ista_net_plus import ISTANetPlus
-from csist_jax.models.layers import UnfoldingNetwork, unroll
+from csist_jax.models.layers import MapNetwork, UnfoldingNetwork, unroll
 from csist_jax.models.lista import LISTA
 from csist_jax.models.localizer import Localizer
 
@@ -38,11 +40,15 @@ _REGISTRY = {
 }
 
 #: the multi-frame networks (windows and frame indices in, the centre frame's HR map out)
-SEQUENCE_MODEL_NAMES = ("derefnet",)
+SEQUENCE_MODEL_NAMES = ("derefnet",) + tuple(baselines.SEQUENCE_ZOO)
 #: the learned localisers (images in, per-cell detections out: :mod:`csist_jax.models.localizer`)
 LOCALIZER_NAMES = ("localizer",)
-#: the single-frame networks (images in, HR maps out)
-MODEL_NAMES = tuple(name for name in _REGISTRY if name not in SEQUENCE_MODEL_NAMES + LOCALIZER_NAMES)
+#: the library's own single-frame unfolding networks (images in, HR maps out)
+UNFOLDING_NAMES = tuple(name for name in _REGISTRY if name not in SEQUENCE_MODEL_NAMES + LOCALIZER_NAMES)
+#: the comparison baselines of the published tables (:mod:`csist_jax.models.baselines`), single frame
+BASELINE_NAMES = tuple(baselines.ZOO)
+#: every single-frame method (images in, HR maps out): the unfolding networks and the baselines
+MODEL_NAMES = UNFOLDING_NAMES + BASELINE_NAMES
 
 
 def create(name: str, *, c: int = 3, **config) -> UnfoldingNetwork:
@@ -55,28 +61,36 @@ def create(name: str, *, c: int = 3, **config) -> UnfoldingNetwork:
     ``sigma``, ``q_init`` (``[(size c)^2, size^2]``, e.g. :func:`csist_jax.physics.q_init`),
     ``step_init`` (initial step sizes, published 0.5; ISTA-Net, ISTA-Net+, DISTA-Net, DeRefNet), and per
     network ``dynamic_share`` / ``hidden`` (DISTA-Net), ``lam`` (LISTA) or ``residual_blocks`` / ``n_frames``
-    (DeRefNet). ``"localizer"`` (:class:`csist_jax.models.Localizer`): single frame, per-cell detections
-    instead of a map; ``stages`` counts its residual blocks (default 3), plus ``reach`` and
-    ``brightness_scale``.
+    (DeRefNet). The baselines of :data:`BASELINE_NAMES` (:mod:`csist_jax.models.baselines`) take their
+    own fields; their defaults are the published sizes. ``"localizer"``
+    (:class:`csist_jax.models.Localizer`): single frame, per-cell detections instead of a map;
+    ``stages`` counts its residual blocks (default 3), plus ``reach`` and ``brightness_scale``.
     """
-    if name not in _REGISTRY:
-        raise ValueError(f"name must be one of {list(_REGISTRY)}, got {name!r}")
+    if name in baselines.ZOO or name in baselines.SEQUENCE_ZOO:
+        cls, stages = baselines.get_class(name), None
+    elif name in _REGISTRY:
+        cls, stages = _REGISTRY[name]
+    else:
+        known = list(_REGISTRY) + list(baselines.ZOO) + list(baselines.SEQUENCE_ZOO)
+        raise ValueError(f"name must be one of {known}, got {name!r}")
     _checks.positive_int("c", c)
-    cls, stages = _REGISTRY[name]
     fields = {f for f in cls.__dataclass_fields__ if f not in ("parent", "name")}
     unknown = sorted(set(config) - fields)
     if unknown:
         raise TypeError(f"create({name!r}): unknown config field(s) {unknown}; known: {sorted(fields)}")
     config = dict(config)
-    if config.get("stages") is None:
+    if stages is not None and config.get("stages") is None:
         config["stages"] = stages.get(c, stages[3])
-    _checks.positive_int("stages", config["stages"])
+    if config.get("stages") is not None:
+        _checks.positive_int("stages", config["stages"])
     return cls(c=c, **config)
 
 
 def is_sequence_model(module) -> bool:
     """Whether ``module`` is a multi-frame network (``apply(variables, windows, centre_index)``)."""
-    return isinstance(module, DeRefNet)
+    return isinstance(module, DeRefNet) or any(
+        type(module).__name__ == cls for _, cls in baselines.SEQUENCE_ZOO.values()
+    )
 
 
 def is_localizer(module) -> bool:
@@ -105,6 +119,7 @@ def param_count(variables) -> int:
 
 
 __all__ = [
+    "BASELINE_NAMES",
     "CPU_OPTIONS",
     "DISTANet",
     "DeRefNet",
@@ -115,9 +130,13 @@ __all__ = [
     "LOCALIZER_NAMES",
     "Localizer",
     "MODEL_NAMES",
+    "MapNetwork",
     "SEQUENCE_MODEL_NAMES",
+    "UNFOLDING_NAMES",
     "UnfoldingNetwork",
+    "baselines",
     "compiler_options",
+    "complexity",
     "create",
     "example_inputs",
     "is_localizer",

@@ -332,7 +332,64 @@ class LSKThreshold(nn.Module):
         return x * Pointwise(c, half, name="expand")(attn)
 
 
-class UnfoldingNetwork(nn.Module):
+class MapNetwork(nn.Module):
+    """Common frame of every single-frame network that maps images to HR maps.
+
+    ``__call__(images, return_aux=False, *, operator=None, q=None)``: ``images`` ``[n, size, size]`` raw
+    0..255 values (8-bit frames are cast to float32), returns HR maps ``[n, hr, hr]``; with
+    ``return_aux=True`` ``(maps, aux)``, ``aux`` a list of per-stage dicts (empty for a network with no
+    stage terms). A subclass implements :meth:`forward`. Every such network holds the fixed ``Q``
+    (``[hr^2, size^2]``) in its ``"constants"`` collection and receives ``Q`` and the operator ``Phi``, so
+    that training, checkpoints and the tables treat all of them alike; a network that does not use them
+    (a super-resolution baseline) ignores them.
+    """
+
+    c: int = 3
+    size: int = 11
+    sigma: float = 0.5
+    q_init: np.ndarray | None = None
+    batch_exact: bool = False
+
+    @property
+    def hr(self) -> int:
+        return self.size * self.c
+
+    def operator(self, dtype=jnp.float32, operator=None) -> physics.SamplingOperator:
+        """The ``Phi`` this network runs in ``dtype`` (per sample in the ``batch_exact`` mode): the
+        analytic one of ``(c, size, sigma)``, or ``operator`` checked and cast (:func:`network_operator`)."""
+        return network_operator(self.c, self.size, self.sigma, dtype, self.batch_exact, operator)
+
+    def forward(self, z: Float[Array, "n m m"], q: Float[Array, "hr2 m2"], operator) -> tuple:
+        """``(maps [n, hr, hr], aux)`` from the float images ``z``, ``Q`` and the operator."""
+        raise NotImplementedError
+
+    def _q(self, q, dtype):
+        def init():
+            return constant_q(self.q_init, self.operator(dtype))
+
+        return call_q(self.variable("constants", "q_init", init).value, q, self.hr, self.size, dtype)
+
+    @nn.compact
+    def __call__(
+        self,
+        images: Float[Array, "n m m"],
+        return_aux: bool = False,
+        *,
+        operator: physics.SamplingOperator | None = None,
+        q: Float[Array, "hr2 m2"] | None = None,
+    ):
+        _checks.trailing_shape("images", images, (self.size, self.size))
+        if images.ndim != 3:
+            raise ValueError(f"images must have shape [n, {self.size}, {self.size}], got {images.shape}")
+        z = jnp.asarray(images)
+        if not jnp.issubdtype(z.dtype, jnp.floating):  # stored 8-bit frames
+            z = z.astype(jnp.float32)
+        op = self.operator(z.dtype, operator)
+        x, aux = self.forward(z, self._q(q, z.dtype), op)
+        return (x, aux) if return_aux else x
+
+
+class UnfoldingNetwork(MapNetwork):
     """Common frame of the single-frame networks: ``Q z`` then :func:`unroll` over ``make_stages()``.
 
     ``__call__(images, return_aux=False, *, operator=None, q=None)``: ``images`` ``[n, size, size]`` raw
@@ -362,47 +419,11 @@ class UnfoldingNetwork(nn.Module):
     bfloat16 variables give a bfloat16 forward pass (the operator and ``Q`` are cast to match).
     """
 
-    c: int = 3
-    size: int = 11
-    sigma: float = 0.5
-    q_init: np.ndarray | None = None
-    batch_exact: bool = False
-
-    @property
-    def hr(self) -> int:
-        return self.size * self.c
-
-    def operator(self, dtype=jnp.float32, operator=None) -> physics.SamplingOperator:
-        """The ``Phi`` this network runs in ``dtype`` (per sample in the ``batch_exact`` mode): the
-        analytic one of ``(c, size, sigma)``, or ``operator`` checked and cast (:func:`network_operator`)."""
-        return network_operator(self.c, self.size, self.sigma, dtype, self.batch_exact, operator)
-
     def make_stages(self, q: Float[Array, "hr2 m2"], operator) -> list:
         """The stage modules, in order (``q`` and ``operator`` are there for initialisers that need them)."""
         raise NotImplementedError
 
-    def _q(self, q, dtype):
-        def init():
-            return constant_q(self.q_init, self.operator(dtype))
-
-        return call_q(self.variable("constants", "q_init", init).value, q, self.hr, self.size, dtype)
-
-    @nn.compact
-    def __call__(
-        self,
-        images: Float[Array, "n m m"],
-        return_aux: bool = False,
-        *,
-        operator: physics.SamplingOperator | None = None,
-        q: Float[Array, "hr2 m2"] | None = None,
-    ):
-        _checks.trailing_shape("images", images, (self.size, self.size))
-        if images.ndim != 3:
-            raise ValueError(f"images must have shape [n, {self.size}, {self.size}], got {images.shape}")
-        z = jnp.asarray(images)
-        if not jnp.issubdtype(z.dtype, jnp.floating):  # stored 8-bit frames
-            z = z.astype(jnp.float32)
-        op = self.operator(z.dtype, operator)
-        q = self._q(q, z.dtype)
-        x, aux = unroll(self.make_stages(q, op), linear_init(q, z, self.hr, self.batch_exact), z, op)
-        return (x, aux) if return_aux else x
+    def forward(self, z, q, operator) -> tuple:
+        return unroll(
+            self.make_stages(q, operator), linear_init(q, z, self.hr, self.batch_exact), z, operator
+        )

@@ -111,6 +111,9 @@ def loss_fn(module, variables, images, labels, sym_weight=SYM_WEIGHT) -> tuple[F
     """:func:`unfolding_loss` of ``module`` run on ``images`` ``[n, 11, 11]`` (raw 0..255) against the
     HR ``labels`` ``[n, 11c, 11c]``; the network runs in the dtype of ``variables`` and ``images``."""
     maps, aux = module.apply(variables, images, return_aux=True)
+    own = getattr(module, "objective", None)
+    if own is not None:  # a baseline trained with its own published loss (e.g. FOCUS)
+        return own(maps, aux, labels)
     return unfolding_loss(maps, aux, labels, sym_weight=sym_weight)
 
 
@@ -133,7 +136,9 @@ def network_loss(
     ``frame`` ``[n]``, scored by :func:`derefnet_loss` with ``objective``. ``labels``: the HR labels
     ``[n, hr, hr]`` (of the centre frames). A learned localiser (``models.is_localizer``) is trained on the
     targets themselves: ``labels`` is then ``targets`` ``[n, K, 3]`` (padding rows with brightness 0),
-    scored by :func:`localizer_loss` with ``count_weight`` and ``physics_weight``.
+    scored by :func:`localizer_loss` with ``count_weight`` and ``physics_weight``. A network class with an
+    ``objective`` attribute (a comparison baseline with its own published loss, e.g. FOCUS, TDAN) is
+    scored by ``objective(out, aux, labels) -> (loss, parts)`` instead.
     """
     if models.is_localizer(module):
         outputs = module.apply(variables, images)
@@ -149,6 +154,9 @@ def network_loss(
     if frame is None:
         return loss_fn(module, variables, images, labels, sym_weight)
     out, aux = module.apply(variables, images, frame, return_aux=True)
+    own = getattr(module, "objective", None)
+    if own is not None:  # a multi-frame baseline with its own published loss (e.g. TDAN)
+        return own(out, aux, labels)
     return derefnet_loss(out, aux, labels, objective=objective, n_frames=module.n_frames)
 
 

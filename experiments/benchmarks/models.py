@@ -7,7 +7,7 @@ Rows, in order:
 
 * ``environment``: device kind and count, jax / jaxlib / CUDA plugin / torch versions, the date: quote
   the other rows with it.
-* Per network of :data:`csist_jax.models.MODEL_NAMES` (ISTA-Net and DISTA-Net with ``--quick``): the
+* Per network of :data:`csist_jax.models.UNFOLDING_NAMES` (ISTA-Net and DISTA-Net with ``--quick``): the
   training step (``train.make_train_step``, batch 64, Adam), inference (``train.make_apply``) at batch 64
   and at a large batch (4,096 on a GPU/TPU; 512 on a CPU, 128 with ``--quick``), bfloat16 inference at
   the large batch (variables' floating leaves and images cast to ``bfloat16``; the ratio is bfloat16 over
@@ -106,13 +106,13 @@ def _plan(quick: bool) -> _Plan:
             loop_repeats=5 if quick else 10,
             warmup=2,
             localize_batch=4096,
-            networks=TORCH_NETWORKS if quick else models.MODEL_NAMES,
+            networks=TORCH_NETWORKS if quick else models.UNFOLDING_NAMES,
             loop_networks=TORCH_NETWORKS,
             torch_large=True,
             compare_options=False,
             derefnet_batch=0 if quick else 1024,
         )
-    networks = TORCH_NETWORKS if quick else models.MODEL_NAMES
+    networks = TORCH_NETWORKS if quick else models.UNFOLDING_NAMES
     return _Plan(
         accelerator=False,
         batch=64,

@@ -1,0 +1,113 @@
+"""The comparison zoo (csist_jax.models.baselines): every baseline at its small test size.
+
+Per model: HR maps of the right shape at c = 3 and 5, one Adam step on the training loss lowers it,
+a sample's output does not depend on its batch, and the parameter count at the published size (c = 3)
+equals the count the model file states (PARAMS_C3; docs/baselines.md sets it beside the published one).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from csist_jax import models, physics
+from csist_jax.data import csist100k
+from csist_jax.models import baselines
+from csist_jax.train import losses
+
+#: max |alone - in batch| <= BATCH_RTOL * max |output| per sample (as for the unfolding networks)
+BATCH_RTOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def data():
+    d = csist100k.generate(5, 6)
+    return {"image": d["image"].astype(np.float32), "label": physics.hr_label(d["targets"], 3)}
+
+
+def _small(name, c=3):
+    module = models.create(name, c=c, **baselines.small_config(name))
+    return module
+
+
+@pytest.mark.parametrize("c", [3, 5])
+@pytest.mark.parametrize("name", models.BASELINE_NAMES)
+def test_hr_maps_at_c3_and_c5(name, c):
+    module = _small(name, c)
+    x = jax.ShapeDtypeStruct((2, 11, 11), jnp.float32)
+    variables = jax.eval_shape(module.init, jax.random.PRNGKey(0), x)
+    out, aux = jax.eval_shape(lambda v, x: module.apply(v, x, return_aux=True), variables, x)
+    assert out.shape == (2, 11 * c, 11 * c)
+    assert out.dtype == jnp.float32
+    assert isinstance(aux, list)
+    assert variables["constants"]["q_init"].shape == ((11 * c) ** 2, 121)
+
+
+@pytest.mark.parametrize("name", models.BASELINE_NAMES)
+def test_parameter_count_at_published_size(name):
+    module = models.create(name, c=3)
+    x = jax.ShapeDtypeStruct((1, 11, 11), jnp.float32)
+    variables = jax.eval_shape(module.init, jax.random.PRNGKey(0), x)
+    assert models.param_count(variables) == baselines.params_c3(name)
+
+
+@pytest.mark.parametrize("name", models.BASELINE_NAMES)
+def test_one_training_step_lowers_the_loss_and_batch_independence(name, data):
+    module = _small(name)
+    x, labels = jnp.asarray(data["image"]), jnp.asarray(data["label"])
+    variables = module.init(jax.random.PRNGKey(1), x[:1])  # eager: jit-compiling init costs more here
+    constants = variables["constants"]
+
+    def loss(params):
+        return losses.loss_fn(module, {"params": params, "constants": constants}, x, labels)[0]
+
+    opt = optax.adam(1e-4)
+
+    @jax.jit
+    def step(params, state):
+        value, grads = jax.value_and_grad(loss)(params)
+        updates, state = opt.update(grads, state, params)
+        return optax.apply_updates(params, updates), state, value, grads
+
+    params = variables["params"]
+    new_params, _, before, grads = step(params, opt.init(params))
+    assert np.isfinite(float(before))
+    assert all(np.all(np.isfinite(np.asarray(g))) for g in jax.tree.leaves(grads))
+    after = float(jax.jit(loss)(new_params))
+    assert after < float(before), (after, float(before))
+
+    # batch independence: each sample alone, and the batch reversed, match the full batch
+    apply = jax.jit(module.apply)
+    full = np.asarray(apply(variables, x))
+    scale = np.max(np.abs(full), axis=(1, 2))
+    assert np.all(scale > 0)
+    for i in range(len(full)):
+        err = np.max(np.abs(np.asarray(apply(variables, x[i : i + 1]))[0] - full[i]))
+        assert err <= BATCH_RTOL * scale[i], (i, err / scale[i])
+    rev = np.asarray(apply(variables, x[::-1]))[::-1]
+    assert np.all(np.max(np.abs(rev - full), axis=(1, 2)) <= BATCH_RTOL * scale)
+
+
+def test_unknown_baseline_names_the_argument():
+    with pytest.raises(ValueError, match="name must be one of"):
+        models.create("no_such_net")
+    with pytest.raises(ValueError, match="not a baseline"):
+        baselines.small_config("no_such_net")
+
+
+def test_complexity_counts_parameters_and_macs_of_a_convolution():
+    """One 3x3 conv 1 -> 64 at 33x33 plus bias: MACs >= 33*33*64*9 and params = 64*9 + 64."""
+
+    import flax.linen as nn
+
+    class OneConv(models.MapNetwork):
+        def forward(self, z, q, operator):
+            y = nn.Conv(1, (3, 3), padding="SAME")(jnp.repeat(jnp.repeat(z, 3, 1), 3, 2)[..., None])
+            return y[..., 0], []
+
+    result = models.complexity(OneConv(c=3))
+    assert result["params"] == 9 + 1
+    assert 33 * 33 * 9 <= result["macs"] <= 33 * 33 * 9 * 1.5
