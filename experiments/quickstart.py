@@ -113,14 +113,15 @@ def figure(path, images, panels, targets, count, points=None, point_count=None, 
 
 
 def format_table(rows: list[dict]) -> str:
-    header = f"| {'method':<26} | {'lambda':>6} | {'iters':>5} | " + " | ".join(f"{k:>6}" for k in KEYS)
+    width = max([26] + [len(r["method"]) for r in rows])
+    header = f"| {'method':<{width}} | {'lambda':>6} | {'iters':>5} | " + " | ".join(f"{k:>6}" for k in KEYS)
     header += f" | {'frames/s':>9} |"
     lines = [header, "|" + "|".join("-" * (len(part)) for part in header.split("|")[1:-1]) + "|"]
     for r in rows:
         values = " | ".join(f"{100 * r[k]:6.2f}" if r.get(k) is not None else f"{'':>6}" for k in KEYS)
         fps = f"{r['fps']:9,.0f}" if r.get("fps") else f"{'':>9}"
         lines.append(
-            f"| {r['method']:<26} | {r.get('lam', ''):>6} | {r.get('iters', ''):>5} | {values} | {fps} |"
+            f"| {r['method']:<{width}} | {r.get('lam', ''):>6} | {r.get('iters', ''):>5} | {values} | {fps} |"
         )
     return "\n".join(lines)
 
