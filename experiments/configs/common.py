@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from csist_jax import models
 from csist_jax.train import default_config
 
 
@@ -55,7 +56,7 @@ def seqcsist_published(model: str, c: int = 3, window: int = 5) -> ml_collection
     cfg.data.dataset = "seqcsist"
     cfg.data.train_size = 3_500
     cfg.data.val_size = 750
-    sequence = model == "derefnet"
+    sequence = model in models.SEQUENCE_MODEL_NAMES
     cfg.window = window if sequence else 0
     cfg.objective = "toolkit"
     cfg.batch_size = 16 if sequence else 64
