@@ -94,10 +94,11 @@ def gate_sweep(run, costs=(10.0, 15.0, 25.0, 40.0, 80.0), n: int = 2000) -> tupl
         score = metrics.cso_map_from_points(
             np.asarray(out["points"]), np.asarray(out["count"]), data["targets"], data["count"]
         )["mAP"]
-        rows.append(dict(max_cost=c, kept=kept.mean(), kept_right=right[kept].mean(), mAP=score))
+        kept_right = right[kept].mean() if kept.any() else float("nan")  # nan: no frame in the group
         rejected_right = right[~kept].mean() if (~kept).any() else float("nan")
+        rows.append(dict(max_cost=c, kept=kept.mean(), kept_right=kept_right, mAP=score))
         lines.append(
-            f"| {c:g} | {100 * kept.mean():.1f} % | {100 * right[kept].mean():.1f} % | "
+            f"| {c:g} | {100 * kept.mean():.1f} % | {100 * kept_right:.1f} % | "
             f"{100 * rejected_right:.1f} % | {100 * score:.2f} |"
         )
     return "\n".join(lines), rows

@@ -94,7 +94,7 @@ def _network(name: str, **fields):
     return module, variables, inputs
 
 
-ALL_NETWORKS = models.UNFOLDING_NAMES + models.SEQUENCE_MODEL_NAMES
+ALL_NETWORKS = models.UNFOLDING_NAMES + ("derefnet",)  # the zoo has its own tests (test_baselines, test_tdan)
 
 
 @pytest.mark.parametrize("name", ALL_NETWORKS)
