@@ -114,3 +114,23 @@ def test_complexity_counts_parameters_and_macs_of_a_convolution():
     result = models.complexity(OneConv(c=3))
     assert result["params"] == 9 + 1
     assert 33 * 33 * 9 <= result["macs"] <= 33 * 33 * 9 * 1.5
+
+
+def test_the_adding_a_method_guide_runs_as_written(monkeypatch):
+    """docs/adding_a_method.md: its python blocks run top to bottom and its checks hold."""
+    import pathlib
+    import re
+    import sys
+    import types
+
+    page = pathlib.Path(__file__).resolve().parent.parent / "docs" / "adding_a_method.md"
+    blocks = re.findall(r"^```python\n(.*?)^```", page.read_text(), flags=re.S | re.M)
+    assert len(blocks) >= 2
+    page_module = types.ModuleType("adding_a_method_docs")  # dataclasses look their module up
+    monkeypatch.setitem(sys.modules, page_module.__name__, page_module)
+    namespace = page_module.__dict__
+    for k, block in enumerate(blocks):
+        exec(compile(block, f"{page.name}[block {k}]", "exec"), namespace)
+    guide = namespace["SRCNN"](c=3)  # the page's class: the same parameters as the registered one
+    x = jnp.zeros((1, 11, 11))
+    assert models.param_count(guide.init(jax.random.PRNGKey(0), x)) == namespace["PARAMS_C3"]["srcnn"]
