@@ -10,16 +10,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from csist_jax import models, physics
 from csist_jax.data import csist100k
 from csist_jax.models import baselines
 from csist_jax.train import losses
-
-#: max |alone - in batch| <= BATCH_RTOL * max |output| per sample (as for the unfolding networks)
-BATCH_RTOL = 1e-5
+from tests.helpers import assert_adam_step_lowers, assert_batch_independent
 
 
 @pytest.fixture(scope="module")
@@ -67,31 +64,10 @@ def test_one_training_step_lowers_the_loss_and_batch_independence(name, data):
     def loss(params):
         return losses.loss_fn(module, {"params": params, "constants": constants}, x, labels)[0]
 
-    opt = optax.adam(1e-4)
-
-    @jax.jit
-    def step(params, state):
-        value, grads = jax.value_and_grad(loss)(params)
-        updates, state = opt.update(grads, state, params)
-        return optax.apply_updates(params, updates), state, value, grads
-
-    params = variables["params"]
-    new_params, state, before, grads = step(params, opt.init(params))
-    assert np.isfinite(float(before))
-    assert all(np.all(np.isfinite(np.asarray(g))) for g in jax.tree.leaves(grads))
-    _, _, after, _ = step(new_params, state)  # the same program: the loss at the updated parameters
-    assert float(after) < float(before), (float(after), float(before))
-
+    assert_adam_step_lowers(loss, variables["params"])
     # batch independence: each sample alone, and the batch reversed, match the full batch
     apply = jax.jit(module.apply)
-    full = np.asarray(apply(variables, x))
-    scale = np.max(np.abs(full), axis=(1, 2))
-    assert np.all(scale > 0)
-    for i in range(len(full)):
-        err = np.max(np.abs(np.asarray(apply(variables, x[i : i + 1]))[0] - full[i]))
-        assert err <= BATCH_RTOL * scale[i], (i, err / scale[i])
-    rev = np.asarray(apply(variables, x[::-1]))[::-1]
-    assert np.all(np.max(np.abs(rev - full), axis=(1, 2)) <= BATCH_RTOL * scale)
+    assert_batch_independent(lambda *a: apply(variables, *a), (x,))
 
 
 def test_unknown_baseline_names_the_argument():

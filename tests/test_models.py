@@ -13,6 +13,7 @@ from csist_jax import models, physics, solvers
 from csist_jax.data import csist100k
 from csist_jax.models import layers
 from csist_jax.train import losses
+from tests.helpers import BATCH_RTOL, assert_batch_independent
 
 PUBLISHED_PARAMS = {"ista_net": 171_090, "ista_net_plus": 336_978, "dista_net": 2_179_104}
 
@@ -75,10 +76,6 @@ def test_unrolled_loop_with_untrained_stages_is_analytic_ista(images):
     np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-4)
 
 
-#: batch independence tolerance: max |alone - in batch| <= BATCH_RTOL * max |output| per sample
-BATCH_RTOL = 1e-5
-
-
 def _network(name: str, **fields):
     """``(module, variables, inputs)`` of a network with 2 stages and the published layer widths
     (DeRefNet: c = 1, 8 channels, one residual block, 5-frame windows); small enough to compile fast."""
@@ -103,19 +100,7 @@ def test_sample_output_does_not_depend_on_its_batch(name):
     (BATCH_RTOL of the map's scale), with the tuned compiler options."""
     module, variables, inputs = _network(name)
     apply = models.jit(module.apply, inference_of=module)
-    full = np.asarray(apply(variables, *inputs))
-    scale = np.max(np.abs(full), axis=(1, 2))
-    assert np.all(scale > 0)
-
-    def close(got, rows):
-        err = np.max(np.abs(np.asarray(got) - full[rows]), axis=(1, 2))
-        assert np.all(err <= BATCH_RTOL * scale[rows]), (err / scale[rows]).max()
-
-    for i in range(len(full)):
-        close(apply(variables, *(a[i : i + 1] for a in inputs)), [i])
-    close(np.asarray(apply(variables, *(a[::-1] for a in inputs)))[::-1], slice(None))
-    mixed = [np.concatenate([a[:3], a[:2] * 0 + (255 if a.ndim > 1 else 3)]) for a in inputs]
-    close(np.asarray(apply(variables, *mixed))[:3], slice(0, 3))
+    assert_batch_independent(lambda *a: apply(variables, *a), inputs, saturated=True)
 
 
 @pytest.mark.parametrize("name", ALL_NETWORKS)

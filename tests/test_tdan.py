@@ -6,7 +6,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from csist_jax import models, physics
@@ -14,9 +13,7 @@ from csist_jax.models.baselines import tdan
 from csist_jax.models.baselines.tdan import TDAN, grouped_deform_conv3, tdan_loss
 from csist_jax.models.derefnet import deform_conv3
 from csist_jax.physics import psf
-
-#: max |alone - in batch| <= BATCH_RTOL * max |output| per window (as for the single-frame baselines)
-BATCH_RTOL = 1e-5
+from tests.helpers import assert_adam_step_lowers, assert_batch_independent
 
 
 def _small(c=3):
@@ -94,31 +91,10 @@ def test_one_adam_step_lowers_the_mse_and_windows_are_independent(data):
         out = module.apply({"params": params, "constants": constants}, x, frame)
         return jnp.mean((out - labels) ** 2)
 
-    opt = optax.adam(1e-4)
-
-    @jax.jit
-    def step(params, state):
-        value, grads = jax.value_and_grad(loss)(params)
-        updates, state = opt.update(grads, state, params)
-        return optax.apply_updates(params, updates), state, value, grads
-
-    params = variables["params"]
-    new_params, _, before, grads = step(params, opt.init(params))
-    assert np.isfinite(float(before))
-    assert all(np.all(np.isfinite(np.asarray(g))) for g in jax.tree.leaves(grads))
-    after = float(jax.jit(loss)(new_params))
-    assert after < float(before), (after, float(before))
-
+    assert_adam_step_lowers(loss, variables["params"])
     # window independence: each window alone, and the batch reversed, match the full batch
     apply = jax.jit(module.apply)
-    full = np.asarray(apply(variables, x, frame))
-    scale = np.max(np.abs(full), axis=(1, 2))
-    assert np.all(scale > 0)
-    for i in range(len(full)):
-        err = np.max(np.abs(np.asarray(apply(variables, x[i : i + 1], frame[i : i + 1]))[0] - full[i]))
-        assert err <= BATCH_RTOL * scale[i], (i, err / scale[i])
-    rev = np.asarray(apply(variables, x[::-1], frame[::-1]))[::-1]
-    assert np.all(np.max(np.abs(rev - full), axis=(1, 2)) <= BATCH_RTOL * scale)
+    assert_batch_independent(lambda *a: apply(variables, *a), (x, frame))
 
 
 def test_tdan_loss_by_hand():

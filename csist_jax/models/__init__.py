@@ -25,7 +25,7 @@ from csist_jax.models.derefnet import DeRefNet
 from csist_jax.models.dista_net import DISTANet
 from csist_jax.models.ista_net import ISTANet
 from csist_jax.models.ista_net_plus import ISTANetPlus
-from csist_jax.models.layers import MapNetwork, UnfoldingNetwork, unroll
+from csist_jax.models.layers import MapNetwork, UnfoldingNetwork, WindowNetwork, unroll
 from csist_jax.models.lista import LISTA
 from csist_jax.models.localizer import Localizer
 
@@ -88,9 +88,7 @@ def create(name: str, *, c: int = 3, **config) -> UnfoldingNetwork:
 
 def is_sequence_model(module) -> bool:
     """Whether ``module`` is a multi-frame network (``apply(variables, windows, centre_index)``)."""
-    return isinstance(module, DeRefNet) or any(
-        type(module).__name__ == cls for _, cls in baselines.SEQUENCE_ZOO.values()
-    )
+    return isinstance(module, WindowNetwork)
 
 
 def is_localizer(module) -> bool:
@@ -134,6 +132,7 @@ __all__ = [
     "SEQUENCE_MODEL_NAMES",
     "UNFOLDING_NAMES",
     "UnfoldingNetwork",
+    "WindowNetwork",
     "baselines",
     "compiler_options",
     "complexity",

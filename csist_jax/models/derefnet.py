@@ -31,9 +31,8 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Float
 
-from csist_jax import _checks, physics
 from csist_jax.models import layers
 from csist_jax.models.ista_net import ISTANetStage
 
@@ -119,7 +118,7 @@ class SelectiveAttention(nn.Module):
         return jnp.concatenate([a1 * masks[..., 0:1], a2 * masks[..., 1:2]], axis=-1)
 
 
-class DeRefNet(nn.Module):
+class DeRefNet(layers.WindowNetwork):
     """DeRefNet on windows ``[n, T, size, size]`` with their centre frames' indices ``[n]``.
 
     ``__call__(windows, centre_index, return_aux=False, *, operator=None, q=None)``: the per-frame
@@ -135,57 +134,16 @@ class DeRefNet(nn.Module):
     ``[n, T]`` int32 (each frame's true index in its trajectory).
     """
 
-    c: int = 3
-    size: int = 11
-    sigma: float = 0.5
-    q_init: object = None
     stages: int = 9
     channels: int = 32
     residual_blocks: int = 5
     n_frames: int = 20
     step_init: float = 0.5  # the unfolding stages' initial step (published 0.5, as ISTA-Net)
-    batch_exact: bool = False
 
-    @property
-    def hr(self) -> int:
-        return self.size * self.c
-
-    def operator(self, dtype=jnp.float32, operator=None) -> physics.SamplingOperator:
-        """The ``Phi`` of the per-frame unfolding in ``dtype`` (as :meth:`UnfoldingNetwork.operator`)."""
-        return layers.network_operator(self.c, self.size, self.sigma, dtype, self.batch_exact, operator)
-
-    @nn.compact
-    def __call__(
-        self,
-        windows: Float[Array, "n t m m"],
-        centre_index: Int[Array, " n"],
-        return_aux: bool = False,
-        *,
-        operator: physics.SamplingOperator | None = None,
-        q: Float[Array, "hr2 m2"] | None = None,
-    ):
-        _checks.trailing_shape("windows", windows, (self.size, self.size))
-        if windows.ndim != 4 or windows.shape[1] % 2 != 1:
-            raise ValueError(
-                f"windows must have shape [n, T, {self.size}, {self.size}] with odd T, got {windows.shape}"
-            )
-        n, t = windows.shape[:2]
-        if jnp.shape(centre_index) != (n,):
-            raise ValueError(
-                f"centre_index must have shape [{n}] (one index per window), got {jnp.shape(centre_index)}"
-            )
-        hr, half = self.hr, t // 2
-        z = jnp.asarray(windows)
-        if not jnp.issubdtype(z.dtype, jnp.floating):  # stored 8-bit frames
-            z = z.astype(jnp.float32)
-        dtype = z.dtype
+    def forward_windows(self, z, centre_index, q, op):
+        n, t = z.shape[:2]
+        hr, half, dtype = self.hr, t // 2, z.dtype
         z = z.reshape(n * t, self.size, self.size)
-        op = self.operator(dtype, operator)
-
-        def q_default():
-            return layers.constant_q(self.q_init, self.operator(dtype))
-
-        q = layers.call_q(self.variable("constants", "q_init", q_default).value, q, hr, self.size, dtype)
         stages = [ISTANetStage(self.channels, self.step_init, name=f"stage_{k}") for k in range(self.stages)]
         x, aux = layers.unroll(stages, layers.linear_init(q, z, hr, self.batch_exact), z, op)
         x = x.reshape(n, t, hr, hr)
@@ -222,15 +180,13 @@ class DeRefNet(nn.Module):
             r = nn.Conv(self.channels, (3, 3), padding="SAME", name=f"res{b}_a")(h)
             h = h + nn.Conv(self.channels, (3, 3), padding="SAME", name=f"res{b}_b")(nn.relu(r))
         out = nn.Conv(1, (3, 3), padding="SAME", use_bias=False, name="tail_out")(h)[..., 0]
-        if not return_aux:
-            return out
         neighbours = jnp.stack([maps[k][..., 0] for k in range(t) if k != half], axis=1)
         return out, {
             "sym": [a["sym"] for a in aux],
             "aligned": neighbours,
             "centre": unencoded_centre,
             "encoded_centre": centre[..., 0],
-            "frame": jnp.asarray(centre_index, jnp.int32)[:, None] + jnp.arange(-half, half + 1),
+            "frame": layers.window_frame_index(centre_index, t),
         }
 
 

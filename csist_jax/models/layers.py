@@ -21,7 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, Int
 
 from csist_jax import _checks, physics
 from csist_jax.solvers import gradient_step, soft_threshold
@@ -332,6 +332,21 @@ class LSKThreshold(nn.Module):
         return x * Pointwise(c, half, name="expand")(attn)
 
 
+def start_map(
+    start: str, allowed: Sequence[str], z: Float[Array, "n m m"], q, operator, c: int, exact: bool = False
+) -> Float[Array, "n hr hr"]:
+    """The first HR estimate of an unrolled network, by name: ``"q"`` (``Q z``, every network of the
+    project), ``"adjoint"`` (``Phi^T z``) or ``"nearest"`` (each pixel repeated over its ``c x c`` cells);
+    ``allowed`` names the ones the network offers (a clear error for any other)."""
+    if start not in allowed:
+        raise ValueError(f"start must be one of {list(allowed)}, got {start!r}")
+    if start == "q":
+        return linear_init(q, z, z.shape[-1] * c, exact)
+    if start == "adjoint":
+        return operator.adjoint(z)
+    return jnp.repeat(jnp.repeat(z, c, axis=1), c, axis=2)
+
+
 class MapNetwork(nn.Module):
     """Common frame of every single-frame network that maps images to HR maps.
 
@@ -387,6 +402,56 @@ class MapNetwork(nn.Module):
         op = self.operator(z.dtype, operator)
         x, aux = self.forward(z, self._q(q, z.dtype), op)
         return (x, aux) if return_aux else x
+
+
+class WindowNetwork(MapNetwork):
+    """Common frame of the multi-frame networks, which map windows of frames to their centre's HR map.
+
+    ``__call__(windows, centre_index, return_aux=False, *, operator=None, q=None)``: ``windows``
+    ``[n, T, size, size]`` (odd ``T`` of at least ``MIN_FRAMES``; raw 0..255 values, 8-bit frames cast to
+    float32) with the index of each window's centre frame in its trajectory ``[n]``; returns the centre
+    frames' HR maps ``[n, hr, hr]``, with ``return_aux=True`` ``(maps, aux)``. A subclass implements
+    :meth:`forward_windows`; the operator and ``Q`` are handled as in :class:`MapNetwork`.
+    """
+
+    MIN_FRAMES = 1  # the fewest frames of a window
+
+    def forward_windows(self, z, centre_index, q, operator) -> tuple:
+        """``(maps [n, hr, hr], aux)`` from the float windows ``z`` ``[n, T, size, size]``."""
+        raise NotImplementedError
+
+    @nn.compact
+    def __call__(
+        self,
+        windows: Float[Array, "n t m m"],
+        centre_index: Int[Array, " n"],
+        return_aux: bool = False,
+        *,
+        operator: physics.SamplingOperator | None = None,
+        q: Float[Array, "hr2 m2"] | None = None,
+    ):
+        _checks.trailing_shape("windows", windows, (self.size, self.size))
+        if windows.ndim != 4 or windows.shape[1] % 2 != 1 or windows.shape[1] < self.MIN_FRAMES:
+            raise ValueError(
+                f"windows must have shape [n, T, {self.size}, {self.size}] with odd T >= {self.MIN_FRAMES}, "
+                f"got {windows.shape}"
+            )
+        n = windows.shape[0]
+        if jnp.shape(centre_index) != (n,):
+            raise ValueError(
+                f"centre_index must have shape [{n}] (one index per window), got {jnp.shape(centre_index)}"
+            )
+        z = jnp.asarray(windows)
+        if not jnp.issubdtype(z.dtype, jnp.floating):  # stored 8-bit frames
+            z = z.astype(jnp.float32)
+        op = self.operator(z.dtype, operator)
+        x, aux = self.forward_windows(z, centre_index, self._q(q, z.dtype), op)
+        return (x, aux) if return_aux else x
+
+
+def window_frame_index(centre_index: Int[Array, " n"], t: int) -> Int[Array, "n t"]:
+    """Each frame's index in its trajectory, ``[n, T]`` int32, from the windows' centre indices."""
+    return jnp.asarray(centre_index, jnp.int32)[:, None] + jnp.arange(-(t // 2), t // 2 + 1)
 
 
 class UnfoldingNetwork(MapNetwork):

@@ -26,25 +26,35 @@ from csist_jax.solvers import soft_threshold
 
 
 class LISTAStage(nn.Module):
-    """One LISTA layer; ``q`` (the network's ``Q``) only sets the initial ``W`` and ``B``."""
+    """One LISTA layer; ``q`` (the network's ``Q``) only sets the initial ``W`` and ``B``.
+
+    ``hard=True`` gives LIHT's layer (:mod:`csist_jax.models.baselines.lista_family`): ``W`` starts at
+    ``I`` and the per-cell threshold is hard, ``r 1[|r| > theta]``.
+    """
 
     q: jnp.ndarray
     theta: float
     batch_exact: bool = False
+    hard: bool = False
 
     @nn.compact
     def __call__(self, x, z, operator):
         n, hr = x.shape[0], x.shape[-1]
         cells = hr * hr
-        W = self.param(
-            "W",
-            lambda key: jnp.eye(cells, dtype=jnp.float32) - self.q @ operator.matrix().astype(jnp.float32),
-        )
+
+        def init_W(key):
+            eye = jnp.eye(cells, dtype=jnp.float32)
+            return eye if self.hard else eye - self.q @ operator.matrix().astype(jnp.float32)
+
+        W = self.param("W", init_W)
         B = self.param("B", lambda key: jnp.array(self.q, jnp.float32, copy=True))
-        threshold = self.param("threshold", nn.initializers.constant(self.theta), (cells,))
-        step = layers.rows(lambda v, y: v @ W.T + y @ B.T, self.batch_exact)
+        theta = self.param("threshold", nn.initializers.constant(self.theta), (cells,))
+        step = layers.rows(lambda v, y: v @ W.T.astype(v.dtype) + y @ B.T.astype(v.dtype), self.batch_exact)
         r = step(x.reshape(n, cells), z.reshape(n, -1))
-        x_next = soft_threshold(r, jnp.maximum(threshold, 0.0))
+        if self.hard:
+            x_next = jnp.where(jnp.abs(r) > theta.astype(r.dtype), r, 0.0)
+        else:
+            x_next = soft_threshold(r, jnp.maximum(theta, 0.0))
         return x_next.reshape(n, hr, hr), {}
 
 

@@ -80,42 +80,27 @@ def down_conv(features: int, in_features: int, size: int, stride: int, padding: 
     return blocks.conv(features, in_features, size, stride=stride, padding=pad, name=name)
 
 
-class UpProjection(nn.Module):
-    """DBPN's up-projection unit, LR ``[n, h, w, f]`` -> HR ``[n, hc, wc, f]``."""
+class Projection(nn.Module):
+    """DBPN's projection unit: ``up=True`` LR ``[n, h, w, f]`` -> HR ``[n, hc, wc, f]`` (up-projection),
+    ``up=False`` HR -> LR (down-projection). With ``P`` the unit's direction and ``R`` the reverse (each a
+    strided (de)convolution and PReLU): ``a = P(x)``, ``out = a + P(R(a) - x)``."""
 
     features: int
     c: int
+    up: bool = True
 
     @nn.compact
     def __call__(self, x):
         k, s, p = geometry(self.c)
         f = self.features
 
-        def up(y, i):
-            return blocks.PReLU(PRELU_INIT, name=f"up{i}_act")(deconv(f, k, s, p, name=f"up{i}")(y))
+        def project(kind, y, name):
+            conv = deconv(f, k, s, p, name=name) if kind == "up" else down_conv(f, f, k, s, p, name=name)
+            return blocks.PReLU(PRELU_INIT, name=f"{name}_act")(conv(y))
 
-        h0 = up(x, 0)
-        l0 = blocks.PReLU(PRELU_INIT, name="down_act")(down_conv(f, f, k, s, p, name="down")(h0))
-        return h0 + up(l0 - x, 1)
-
-
-class DownProjection(nn.Module):
-    """DBPN's down-projection unit, HR ``[n, hc, wc, f]`` -> LR ``[n, h, w, f]``."""
-
-    features: int
-    c: int
-
-    @nn.compact
-    def __call__(self, x):
-        k, s, p = geometry(self.c)
-        f = self.features
-
-        def down(y, i):
-            return blocks.PReLU(PRELU_INIT, name=f"down{i}_act")(down_conv(f, f, k, s, p, name=f"down{i}")(y))
-
-        l0 = down(x, 0)
-        h0 = blocks.PReLU(PRELU_INIT, name="up_act")(deconv(f, k, s, p, name="up")(l0))
-        return l0 + down(h0 - x, 1)
+        there, back = ("up", "down") if self.up else ("down", "up")
+        a = project(there, x, f"{there}0")
+        return a + project(there, project(back, a, back) - x, f"{there}1")
 
 
 class DBPN(MapNetwork):
@@ -133,9 +118,9 @@ class DBPN(MapNetwork):
         x = blocks.PReLU(PRELU_INIT, name="extract_1_act")(x)
         x = blocks.PReLU(PRELU_INIT, name="extract_2_act")(blocks.conv(f, e, 1, name="extract_2")(x))
         for i in range(self.bp_stages - 1):
-            x = UpProjection(f, self.c, name=f"up_{i}")(x)
-            x = DownProjection(f, self.c, name=f"down_{i}")(x)
-        x = UpProjection(f, self.c, name=f"up_{self.bp_stages - 1}")(x)
+            x = Projection(f, self.c, up=True, name=f"up_{i}")(x)
+            x = Projection(f, self.c, up=False, name=f"down_{i}")(x)
+        x = Projection(f, self.c, up=True, name=f"up_{self.bp_stages - 1}")(x)
         x = blocks.conv(1, f, 1, name="conv_hr")(x)
         return blocks.to_map(x), []
 

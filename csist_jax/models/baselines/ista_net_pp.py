@@ -77,12 +77,7 @@ class ISTANetPP(layers.UnfoldingNetwork):
         return [bind(i) for i in range(k)]
 
     def forward(self, z, q, operator):
-        if self.start == "adjoint":
-            x0 = operator.adjoint(z)
-        elif self.start == "q":
-            x0 = layers.linear_init(q, z, self.hr, self.batch_exact)
-        else:
-            raise ValueError(f"start must be 'adjoint' or 'q', got {self.start!r}")
+        x0 = layers.start_map(self.start, ("adjoint", "q"), z, q, operator, self.c, self.batch_exact)
         return layers.unroll(self.make_stages(q, operator), x0, z, operator)
 
 

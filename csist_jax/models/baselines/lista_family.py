@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 
 from csist_jax.models import layers
+from csist_jax.models.lista import LISTAStage
 from csist_jax.solvers import soft_threshold
 
 
@@ -78,32 +79,13 @@ class _Family(layers.UnfoldingNetwork):
 # --------------------------------------------------------------------------------------------- LIHT
 
 
-class LIHTStage(nn.Module):
-    """One LIHT layer; ``q`` (the network's ``Q``) only sets the initial ``B``."""
-
-    q: jnp.ndarray
-    theta: float
-    batch_exact: bool = False
-
-    @nn.compact
-    def __call__(self, x, z, operator):
-        n, hr = x.shape[0], x.shape[-1]
-        cells = hr * hr
-        W = self.param("W", lambda key: jnp.eye(cells, dtype=jnp.float32))
-        B = self.param("B", lambda key: jnp.array(self.q, jnp.float32, copy=True))
-        theta = self.param("threshold", nn.initializers.constant(self.theta), (cells,))
-        step = layers.rows(lambda v, y: v @ W.T.astype(v.dtype) + y @ B.T.astype(v.dtype), self.batch_exact)
-        r = step(x.reshape(n, cells), z.reshape(n, -1))
-        x_next = jnp.where(jnp.abs(r) > theta.astype(r.dtype), r, 0.0)
-        return x_next.reshape(n, hr, hr), {}
-
-
 class LIHT(_Family):
-    """LIHT: ``stages`` untied learned layers with a per-cell hard threshold (init ``sqrt(lam)``)."""
+    """LIHT: ``stages`` untied learned layers with a per-cell hard threshold (init ``sqrt(lam)``); each
+    layer is LISTA's with ``hard=True`` (``W`` starts at ``I``)."""
 
     def make_stages(self, q, operator):
-        theta = float(self.lam) ** 0.5
-        return [LIHTStage(q, theta, self.batch_exact, name=f"stage_{k}") for k in range(self.stages)]
+        theta, exact = float(self.lam) ** 0.5, self.batch_exact
+        return [LISTAStage(q, theta, exact, hard=True, name=f"stage_{k}") for k in range(self.stages)]
 
 
 # --------------------------------------------------------------------------------------------- LAMP
@@ -225,4 +207,4 @@ SMALL = {
 }
 PARAMS_C3 = {"liht": 21_100_464, "lamp": 2_125_728, "tilista": 2_125_744}
 
-__all__ = ["LAMP", "LIHT", "LAMPStage", "LIHTStage", "TiLISTA", "TiLISTAStage", "support_selection"]
+__all__ = ["LAMP", "LIHT", "LAMPStage", "TiLISTA", "TiLISTAStage", "support_selection"]

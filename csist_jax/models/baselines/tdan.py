@@ -54,9 +54,8 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Float
 
-from csist_jax import _checks, physics
 from csist_jax.models import layers
 from csist_jax.models.baselines import blocks
 from csist_jax.models.derefnet import MMCV_DEFORM_KERNEL, deform_conv3
@@ -136,7 +135,7 @@ class ResidualBlock(nn.Module):
         return x + _conv(self.features, _RESBLOCK_KERNEL, "conv2")(r)
 
 
-class TDAN(nn.Module):
+class TDAN(layers.WindowNetwork):
     """TDAN on windows ``[n, T, size, size]`` (raw 0..255) with their centre frames' indices ``[n]``.
 
     Returns the centre frames' HR maps ``[n, hr, hr]``; with ``return_aux=True`` also a dict:
@@ -149,66 +148,25 @@ class TDAN(nn.Module):
     read by the network, kept for the training route as DeRefNet's).
     """
 
-    c: int = 3
-    size: int = 11
-    sigma: float = 0.5
-    q_init: object = None
-    batch_exact: bool = False
+    MIN_FRAMES = 3
     n_frames: int = 20
     channels: int = 32
     blocks_before: int = 5
     blocks_after: int = 10
     deform_groups: int = 8
 
-    @property
-    def hr(self) -> int:
-        return self.size * self.c
-
-    def operator(self, dtype=jnp.float32, operator=None) -> physics.SamplingOperator:
-        """The ``Phi`` of ``(c, size, sigma)`` in ``dtype``, or ``operator`` checked and cast (unused by
-        the network; the training route fits ``Q`` with it)."""
-        return layers.network_operator(self.c, self.size, self.sigma, dtype, self.batch_exact, operator)
-
     @staticmethod
     def objective(out, aux, labels):
         """The toolkit's loss (:func:`tdan_loss`), which the training route uses for this network."""
         return tdan_loss(out, aux, labels)
 
-    @nn.compact
-    def __call__(
-        self,
-        windows: Float[Array, "n t m m"],
-        centre_index: Int[Array, " n"],
-        return_aux: bool = False,
-        *,
-        operator: physics.SamplingOperator | None = None,
-        q: Float[Array, "hr2 m2"] | None = None,
-    ):
-        _checks.trailing_shape("windows", windows, (self.size, self.size))
-        if windows.ndim != 4 or windows.shape[1] % 2 != 1 or windows.shape[1] < 3:
-            raise ValueError(
-                f"windows must have shape [n, T, {self.size}, {self.size}] with odd T >= 3, "
-                f"got {windows.shape}"
-            )
-        n, t = windows.shape[:2]
-        if jnp.shape(centre_index) != (n,):
-            raise ValueError(
-                f"centre_index must have shape [{n}] (one index per window), got {jnp.shape(centre_index)}"
-            )
+    def forward_windows(self, z, centre_index, q, op):
         if self.channels % self.deform_groups:
             raise ValueError(
                 f"channels={self.channels} must be a multiple of deform_groups={self.deform_groups}"
             )
-        z = jnp.asarray(windows)
-        if not jnp.issubdtype(z.dtype, jnp.floating):  # stored 8-bit frames
-            z = z.astype(jnp.float32)
-        dtype, m, half, ch = z.dtype, self.size, t // 2, self.channels
-        self.operator(dtype, operator)  # checks a given operator; the network does not use it
-
-        def q_default():
-            return layers.constant_q(self.q_init, self.operator(dtype))
-
-        layers.call_q(self.variable("constants", "q_init", q_default).value, q, self.hr, m, dtype)
+        n, t = z.shape[:2]
+        m, half, ch = self.size, t // 2, self.channels
 
         # 1. features of every frame
         f = nn.relu(_conv(ch, _CONVMODULE_KERNEL, "features_in")(z.reshape(n * t, m, m, 1)))
@@ -234,12 +192,10 @@ class TDAN(nn.Module):
             h = ResidualBlock(ch, name=f"reconstruct_res{b}")(h)
         h = blocks.pixel_shuffle(_conv(ch * self.c * self.c, _SHUFFLE_KERNEL, "upsample")(h), self.c)
         out = blocks.to_map(blocks.conv(1, ch, 3, use_bias=False, name="reconstruct_out")(h))
-        if not return_aux:
-            return out
         return out, {
             "aligned": jnp.swapaxes(aligned, 0, 1),
             "centre": z[:, half],
-            "frame": jnp.asarray(centre_index, jnp.int32)[:, None] + jnp.arange(-half, half + 1),
+            "frame": layers.window_frame_index(centre_index, t),
             "sym": [],
         }
 

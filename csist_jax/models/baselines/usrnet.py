@@ -182,12 +182,7 @@ class USRNet(layers.UnfoldingNetwork):
         return [make(i) for i in range(k)]
 
     def forward(self, z, q, operator):
-        if self.start == "nearest":
-            x0 = jnp.repeat(jnp.repeat(z, self.c, axis=1), self.c, axis=2)
-        elif self.start == "q":
-            x0 = layers.linear_init(q, z, self.hr, self.batch_exact)
-        else:
-            raise ValueError(f"start must be 'nearest' or 'q', got {self.start!r}")
+        x0 = layers.start_map(self.start, ("nearest", "q"), z, q, operator, self.c, self.batch_exact)
         return layers.unroll(self.make_stages(q, operator), x0, z, operator)
 
 
