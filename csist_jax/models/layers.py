@@ -488,7 +488,10 @@ class UnfoldingNetwork(MapNetwork):
         """The stage modules, in order (``q`` and ``operator`` are there for initialisers that need them)."""
         raise NotImplementedError
 
+    #: the first estimates the network offers (:func:`start_map`); one with several has a ``start`` field
+    STARTS = ("q",)
+
     def forward(self, z, q, operator) -> tuple:
-        return unroll(
-            self.make_stages(q, operator), linear_init(q, z, self.hr, self.batch_exact), z, operator
-        )
+        start = getattr(self, "start", self.STARTS[0])
+        x0 = start_map(start, self.STARTS, z, q, operator, self.c, self.batch_exact)
+        return unroll(self.make_stages(q, operator), x0, z, operator)

@@ -60,6 +60,7 @@ class ISTANetPP(layers.UnfoldingNetwork):
     channels: int = 32
     res_blocks: int = 2
     cond_hidden: int = 32
+    STARTS = ("adjoint", "q")
     start: str = "adjoint"
 
     def make_stages(self, q, operator):
@@ -75,10 +76,6 @@ class ISTANetPP(layers.UnfoldingNetwork):
             return lambda x, z, operator: stage_modules[i](x, z, operator, steps[i], levels[i])
 
         return [bind(i) for i in range(k)]
-
-    def forward(self, z, q, operator):
-        x0 = layers.start_map(self.start, ("adjoint", "q"), z, q, operator, self.c, self.batch_exact)
-        return layers.unroll(self.make_stages(q, operator), x0, z, operator)
 
 
 SMALL = {"ista_net_pp": {"stages": 2, "channels": 8, "res_blocks": 1, "cond_hidden": 8}}

@@ -161,6 +161,7 @@ class USRNet(layers.UnfoldingNetwork):
     nb: int = 2
     h_nc: int = 64
     noise_level: float = 0.0
+    STARTS = ("nearest", "q")
     start: str = "nearest"
 
     def make_stages(self, q, operator):
@@ -180,10 +181,6 @@ class USRNet(layers.UnfoldingNetwork):
             return stage
 
         return [make(i) for i in range(k)]
-
-    def forward(self, z, q, operator):
-        x0 = layers.start_map(self.start, ("nearest", "q"), z, q, operator, self.c, self.batch_exact)
-        return layers.unroll(self.make_stages(q, operator), x0, z, operator)
 
 
 SMALL = {"usrnet": {"n_iter": 1, "channels": 4, "nb": 1, "h_nc": 8}}
