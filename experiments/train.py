@@ -1,4 +1,4 @@
-"""Train a single-frame unfolding network: flags -> ``csist_jax.train.train_and_evaluate``.
+"""Train any network of ``csist_jax.models``: flags -> ``csist_jax.train.train_and_evaluate``.
 
     python -m experiments.train --config=experiments/configs/cpu_dista_net.py \\
         --workdir=runs/cpu_dista_net
@@ -7,12 +7,12 @@
 
 Any config field can be overridden (``--config.<field>=<value>``). Rerunning with the same ``--workdir``
 resumes from its latest checkpoint. On a multi-host GPU/TPU job ``jax.distributed`` is initialised from
-the environment.
+the environment. Library INFO logs (Orbax's checkpoint messages) are hidden unless ``--verbosity=0``.
 """
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "path to an experiments/configs/*.py file")
@@ -23,6 +23,8 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not flags.FLAGS["verbosity"].present:  # absl's default, INFO, prints every checkpoint write
+        logging.set_verbosity(logging.WARNING)
     from csist_jax import train
 
     train.maybe_initialize_distributed()
