@@ -15,6 +15,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm.auto import tqdm
 
 from csist_jax import models
 from csist_jax.data import csist100k
@@ -83,7 +84,9 @@ def run(quick: bool = False) -> list[Row]:
     images = csist100k.generate(11, 64)["image"].astype(np.float32)
     names = models.MODEL_NAMES + models.LOCALIZER_NAMES
     rows, fps = [], {}
-    for name in names:
+    bar = tqdm(names, desc="zoo frames/s", unit="model", leave=False)
+    for name in bar:
+        bar.set_postfix_str(name)
         m = measure(name, quick, images)
         fps[name] = m["fps"]
         published = PUBLISHED_FPS.get(name)
