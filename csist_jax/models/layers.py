@@ -384,6 +384,14 @@ class MapNetwork(nn.Module):
 
         return call_q(self.variable("constants", "q_init", init).value, q, self.hr, self.size, dtype)
 
+    def _inputs(self, frames, q, operator):
+        """``(z, Q, Phi)`` of a call: the frames as floats (stored 8-bit frames cast to float32), and the
+        call's ``Q`` and operator (or the stored / analytic ones) in their dtype."""
+        z = jnp.asarray(frames)
+        if not jnp.issubdtype(z.dtype, jnp.floating):
+            z = z.astype(jnp.float32)
+        return z, self._q(q, z.dtype), self.operator(z.dtype, operator)
+
     @nn.compact
     def __call__(
         self,
@@ -396,11 +404,8 @@ class MapNetwork(nn.Module):
         _checks.trailing_shape("images", images, (self.size, self.size))
         if images.ndim != 3:
             raise ValueError(f"images must have shape [n, {self.size}, {self.size}], got {images.shape}")
-        z = jnp.asarray(images)
-        if not jnp.issubdtype(z.dtype, jnp.floating):  # stored 8-bit frames
-            z = z.astype(jnp.float32)
-        op = self.operator(z.dtype, operator)
-        x, aux = self.forward(z, self._q(q, z.dtype), op)
+        z, q, op = self._inputs(images, q, operator)
+        x, aux = self.forward(z, q, op)
         return (x, aux) if return_aux else x
 
 
@@ -441,11 +446,8 @@ class WindowNetwork(MapNetwork):
             raise ValueError(
                 f"centre_index must have shape [{n}] (one index per window), got {jnp.shape(centre_index)}"
             )
-        z = jnp.asarray(windows)
-        if not jnp.issubdtype(z.dtype, jnp.floating):  # stored 8-bit frames
-            z = z.astype(jnp.float32)
-        op = self.operator(z.dtype, operator)
-        x, aux = self.forward_windows(z, centre_index, self._q(q, z.dtype), op)
+        z, q, op = self._inputs(windows, q, operator)
+        x, aux = self.forward_windows(z, centre_index, q, op)
         return (x, aux) if return_aux else x
 
 
