@@ -8,6 +8,7 @@ from csist_jax.physics.operator import (
     SeparableOperator,
     dense_operator,
     q_init,
+    register_operator,
     sampling_matrix,
     sampling_operator,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "q_init",
     "quantize",
     "quantize_float",
+    "register_operator",
     "render",
     "sampling_matrix",
     "sampling_operator",

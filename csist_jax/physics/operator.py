@@ -33,6 +33,47 @@ from csist_jax import _checks
 from csist_jax.physics import psf
 
 
+def register_operator(*, data_fields: list[str], meta_fields: list[str]):
+    """Class decorator: registers an operator dataclass as a pytree whose structure names its class.
+
+    ``data_fields`` become leaves (arrays: traced, differentiated, trained), ``meta_fields`` static
+    structure (shapes). Use it instead of ``jax.tree_util.register_dataclass``: JAX compares the
+    structures of two ``register_dataclass`` types with the same fields as equal (while hashing them
+    apart), so a jitted function could run a subclass with the code it compiled for its parent, e.g.
+    a correct adjoint in place of the subclass's own. Here the structure is a custom node of the class
+    itself, so each operator class compiles its own code::
+
+        @physics.register_operator(data_fields=["G"], meta_fields=["size", "c"])
+        @dataclasses.dataclass(frozen=True)
+        class MyOperator(physics.SeparableOperator): ...
+    """
+
+    def register(cls):
+        if not dataclasses.is_dataclass(cls):
+            raise TypeError(f"register_operator: {cls.__name__} must be a dataclass")
+        names = {f.name for f in dataclasses.fields(cls) if f.init}
+        if set(data_fields) | set(meta_fields) != names or set(data_fields) & set(meta_fields):
+            raise ValueError(
+                f"register_operator: data_fields {data_fields} and meta_fields {meta_fields} of "
+                f"{cls.__name__} must split its fields {sorted(names)}"
+            )
+
+        def flatten(op):
+            return [getattr(op, n) for n in data_fields], tuple(getattr(op, n) for n in meta_fields)
+
+        def flatten_with_keys(op):
+            leaves, meta = flatten(op)
+            return [(jax.tree_util.GetAttrKey(n), x) for n, x in zip(data_fields, leaves)], meta
+
+        def unflatten(meta, leaves):
+            return cls(**dict(zip(data_fields, leaves)), **dict(zip(meta_fields, meta)))
+
+        jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten, flatten)
+        return cls
+
+    return register
+
+
 class SamplingOperator(abc.ABC):
     r"""The interface every sampling operator implements: a linear map ``A`` from HR maps to LR images.
 
@@ -43,11 +84,11 @@ class SamplingOperator(abc.ABC):
     - ``dtype`` (the dtype of its arrays),
     - ``forward(s) -> A s`` and ``adjoint(z) -> A^T z``,
 
-    and is registered as a pytree (e.g. a frozen dataclass through ``jax.tree_util.register_dataclass``)
-    so that it passes through ``jit``/``vmap``/``grad`` as an argument. Everything else is derived:
-    ``in_shape`` ``(hr, hr)``, ``out_shape`` ``(size, size)``, ``gram`` (``A^T A``), ``matrix()`` (dense
-    ``[size^2, hr^2]``), ``norm_squared()`` (``||A||_2^2``), ``adjoint_residual(key)`` (jittable) and
-    ``check_adjoint()`` (its host-side verdict).
+    and is registered as a pytree through :func:`register_operator` (a frozen dataclass with its arrays
+    as leaves and its shapes static) so that it passes through ``jit``/``vmap``/``grad`` as an argument.
+    Everything else is derived: ``in_shape`` ``(hr, hr)``, ``out_shape`` ``(size, size)``, ``gram``
+    (``A^T A``), ``matrix()`` (dense ``[size^2, hr^2]``), ``norm_squared()`` (``||A||_2^2``),
+    ``adjoint_residual(key)`` (jittable) and ``check_adjoint()`` (its host-side verdict).
 
     Implementations: :class:`SeparableOperator` (the analytic ``Phi``), :class:`DenseOperator` (any
     matrix; a learned operator is a ``DenseOperator`` whose ``A`` is a trained parameter) and
@@ -131,7 +172,7 @@ def _power_iteration(op, key, iterations):
     return jnp.vdot(v, op.gram(v)) / jnp.vdot(v, v)
 
 
-@functools.partial(jax.tree_util.register_dataclass, data_fields=["G"], meta_fields=["size", "c"])
+@register_operator(data_fields=["G"], meta_fields=["size", "c"])
 @dataclasses.dataclass(frozen=True)
 class SeparableOperator(SamplingOperator):
     """The analytic ``Phi = kron(G, G)``: forward ``G s G^T``, adjoint ``G^T z G`` (O(size hr^2))."""
@@ -159,7 +200,7 @@ class SeparableOperator(SamplingOperator):
         return jnp.swapaxes(jnp.swapaxes(z @ self.G, -1, -2) @ self.G, -1, -2)
 
 
-@functools.partial(jax.tree_util.register_dataclass, data_fields=["A"], meta_fields=["size", "hr"])
+@register_operator(data_fields=["A"], meta_fields=["size", "hr"])
 @dataclasses.dataclass(frozen=True)
 class DenseOperator(SamplingOperator):
     """An operator held as its dense ``[size^2, hr^2]`` matrix ``A``: forward ``A s``, adjoint ``A^T z``.
@@ -195,7 +236,7 @@ class DenseOperator(SamplingOperator):
         return (flat @ self.A).reshape(z.shape[:-2] + self.in_shape)
 
 
-@functools.partial(jax.tree_util.register_dataclass, data_fields=["base"], meta_fields=[])
+@register_operator(data_fields=["base"], meta_fields=[])
 @dataclasses.dataclass(frozen=True)
 class PerSampleOperator(SamplingOperator):
     """Any operator ``base`` whose ``forward``/``adjoint`` run one sample at a time (a ``lax.map``).
