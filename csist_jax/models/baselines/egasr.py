@@ -19,7 +19,8 @@ block is conv, PReLU (one slope), conv and the core module, plus the block input
 two branches on its input ``x``: a residual block ``x + conv(PReLU_c(conv(x)))`` (per-channel PReLU, convs
 initialised Kaiming-normal x 0.1 with zero bias) and an edge branch: three edge convolutions (a 1x1 conv
 whose output is padded by one pixel with its own bias, then a fixed depthwise Sobel-x, Sobel-y or
-Laplacian 3x3 template times a trained per-channel scale, plus a trained bias), concatenated, a 1x1 conv
+Laplacian 3x3 template times a trained per-channel scale, plus a trained bias; run here as one ordinary
+3x3 conv with the folded kernels, the same function, see :class:`EdgeConv`), concatenated, a 1x1 conv
 back to ``n_feats``, and spatial attention (sigmoid of a bias-free 7x7 conv of the channel mean and max).
 The two branches are fused by selective-kernel attention: the spatial mean of their sum, a linear layer
 to ``d = max(n_feats / 2, 32)``, one linear layer back per branch, a softmax across the two branches per
@@ -52,6 +53,8 @@ _TEMPLATES = {
     "sobely": np.array([[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]], np.float32),
     "laplacian": np.array([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], np.float32),
 }
+# taps summing to 0 are what let the fold of EdgeConv drop its border bias b0
+assert all(float(t.sum()) == 0.0 for t in _TEMPLATES.values())
 
 
 def linear(features: int, in_features: int, name: str | None = None) -> nn.Dense:
@@ -75,30 +78,31 @@ def _normal_1e3(key, shape, dtype=jnp.float32):
 
 
 class EdgeConv(nn.Module):
-    """A 1x1 conv, its output padded by one pixel with the conv's own bias, then the fixed depthwise 3x3
-    ``template`` times a trained per-channel ``scale`` (init N(0, 1e-6)) plus a trained ``bias``."""
+    """The parameters of one edge convolution, folded into one 3x3 kernel.
+
+    The toolkit's edge convolution is a 1x1 conv ``k0`` (bias ``b0``), its output padded by one pixel
+    with ``b0``, then the fixed depthwise 3x3 ``template`` times a trained per-channel ``scale`` (init
+    N(0, 1e-6)) plus a trained ``bias``. The template is the same for every channel, so it commutes with
+    the 1x1 conv, and ``b0`` (interior and border alike) meets a template whose taps sum to 0: the
+    composition is exactly one ordinary 3x3 conv of the zero-padded input with the kernel
+    ``template[i, j] * k0 * scale`` plus ``bias`` (``b0`` has no effect, as in the toolkit, where its
+    gradient is 0 too; it is kept so the parameters match the toolkit's). Returns that kernel
+    ``[3, 3, in, features]`` and ``bias``, for :class:`CoreModule` to run the three edge convolutions
+    as one conv.
+    """
 
     features: int
     template: str
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, in_features: int):
         f = self.features
-        in_f = x.shape[-1]
-        k0 = self.param("k0", torch_default_kernel, (1, 1, in_f, f))
-        b0 = self.param("b0", torch_default_bias(in_f), (f,))
+        k0 = self.param("k0", torch_default_kernel, (1, 1, in_features, f))
+        self.param("b0", torch_default_bias(in_features), (f,))
         scale = self.param("scale", _normal_1e3, (f,))
         bias = self.param("bias", _normal_1e3, (f,))
-        y0 = jnp.einsum("nhwi,io->nhwo", x, k0[0, 0]) + b0
-        n, h, w, _ = y0.shape
-        border = jnp.broadcast_to(b0, (n, h + 2, w + 2, f))
-        y0 = jax.lax.dynamic_update_slice(border, y0, (0, 1, 1, 0))
-        # the fixed depthwise 3x3 template as a sum of its non-zero taps on shifted views (the same
-        # cross-correlation; XLA:CPU compiles and runs a grouped convolution and its gradient slowly)
-        t = np.asarray(_TEMPLATES[self.template])
-        y1 = sum(float(t[i, j]) * y0[:, i : i + h, j : j + w] for i in range(3) for j in range(3) if t[i, j])
-        y1 = y1 * scale.astype(x.dtype)
-        return y1 + bias
+        t = _TEMPLATES[self.template]
+        return jnp.asarray(t)[:, :, None, None] * (k0[0, 0] * scale), bias
 
 
 class CoreModule(nn.Module):
@@ -113,8 +117,17 @@ class CoreModule(nn.Module):
         conv2 = nn.Conv(f, (3, 3), padding="SAME", kernel_init=_kaiming_01, name="res_conv2")
         res = x + conv2(ChannelPReLU(name="res_act")(conv1(x)))
 
-        edges = [EdgeConv(f, t, name=f"edge_{t}")(x) for t in ("sobelx", "sobely", "laplacian")]
-        edge = blocks.conv(f, 3 * f, 1, name="conv_reduce")(jnp.concatenate(edges, -1))
+        kernels, biases = zip(
+            *(EdgeConv(f, t, name=f"edge_{t}")(x.shape[-1]) for t in ("sobelx", "sobely", "laplacian"))
+        )
+        edges = jax.lax.conv_general_dilated(
+            x,
+            jnp.concatenate(kernels, -1).astype(x.dtype),
+            (1, 1),
+            "SAME",
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        ) + jnp.concatenate(biases).astype(x.dtype)
+        edge = blocks.conv(f, 3 * f, 1, name="conv_reduce")(edges)
         pooled = jnp.concatenate(
             [jnp.mean(edge, axis=-1, keepdims=True), jnp.max(edge, axis=-1, keepdims=True)], -1
         )
