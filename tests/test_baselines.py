@@ -110,3 +110,33 @@ def test_the_adding_a_method_guide_runs_as_written(monkeypatch):
     guide = namespace["SRCNN"](c=3)  # the page's class: the same parameters as the registered one
     x = jnp.zeros((1, 11, 11))
     assert models.param_count(guide.init(jax.random.PRNGKey(0), x)) == namespace["PARAMS_C3"]["srcnn"]
+
+
+@pytest.mark.parametrize("template", ["sobelx", "sobely", "laplacian"])
+def test_egasr_folded_edge_convolution_equals_the_toolkits_form(template):
+    """EGASR's edge convolution in the toolkit's form: a 1x1 conv, its output padded by one pixel with
+    its own bias ``b0``, the fixed depthwise template, a per-channel scale and a bias. The folded 3x3
+    kernel that ``EdgeConv`` returns gives the same output (float64), with ``b0`` and the scale of order 1."""
+    from csist_jax.models.baselines import egasr
+
+    with jax.enable_x64(True):
+        kx, kp, kb, ks = jax.random.split(jax.random.PRNGKey(3), 4)
+        x = jax.random.normal(kx, (2, 7, 9, 5), jnp.float64)
+        module = egasr.EdgeConv(4, template)
+        params = jax.tree.map(lambda a: a.astype(jnp.float64), module.init(kp, 5)["params"])
+        params = dict(params, b0=jax.random.normal(kb, (4,), jnp.float64))
+        params["scale"] = jax.random.normal(ks, (4,), jnp.float64)
+        kernel, bias = module.apply({"params": params}, 5)
+        ours = (
+            jax.lax.conv_general_dilated(
+                x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+            )
+            + bias
+        )
+
+        y0 = jnp.einsum("nhwi,io->nhwo", x, params["k0"][0, 0]) + params["b0"]
+        padded = jnp.broadcast_to(params["b0"], (2, 9, 11, 4)).at[:, 1:-1, 1:-1].set(y0)
+        t = egasr._TEMPLATES[template]
+        y1 = sum(t[i, j] * padded[:, i : i + 7, j : j + 9] for i in range(3) for j in range(3))
+        reference = y1 * params["scale"] + params["bias"]
+        np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-10 * float(jnp.max(jnp.abs(reference))))

@@ -190,3 +190,20 @@ def test_a_wrong_operator_or_q_raises_a_clear_error(data, small_net):
         net.apply(variables, images, operator=physics.sampling_matrix(3))
     with pytest.raises(ValueError, match="q must have shape"):
         net.apply(variables, images, q=jnp.zeros((33 * 33, 100)))
+
+
+def test_register_operator_names_the_class_and_fields_it_cannot_register():
+    class NotADataclass(physics.SamplingOperator):
+        pass
+
+    with pytest.raises(TypeError, match="NotADataclass must be a dataclass"):
+        physics.register_operator(data_fields=[], meta_fields=[])(NotADataclass)
+
+    @dataclasses.dataclass(frozen=True)
+    class Partial(physics.SeparableOperator):
+        pass
+
+    with pytest.raises(ValueError, match=r"Partial must split its fields \['G', 'c', 'size'\]"):
+        physics.register_operator(data_fields=["G"], meta_fields=["size"])(Partial)
+    with pytest.raises(ValueError, match="must split its fields"):
+        physics.register_operator(data_fields=["G", "size"], meta_fields=["size", "c"])(Partial)
