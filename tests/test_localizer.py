@@ -249,10 +249,9 @@ def test_points_merge_a_target_split_between_cells_and_keep_close_targets_apart(
     np.testing.assert_array_equal(np.asarray(apart["count"])[:2], [0, 2])
 
 
-def test_network_loss_passes_the_count_weight_through(small, frames):
+def test_batch_loss_passes_the_count_weight_through(small, frames):
     net, variables = small
-    images = jnp.asarray(frames["image"], jnp.float32)
-    targets = jnp.asarray(frames["targets"])
-    base, parts = losses.network_loss(net, variables, images, targets)
-    weighted, _ = losses.network_loss(net, variables, images, targets, count_weight=2.0)
+    batch = {"image": jnp.asarray(frames["image"], jnp.float32), "targets": jnp.asarray(frames["targets"])}
+    base, parts = losses.batch_loss(net, variables, batch)
+    weighted, _ = losses.batch_loss(net, variables, batch, {"count_weight": 2.0})
     np.testing.assert_allclose(float(weighted), float(base) + 2.0 * float(parts["count"]), rtol=1e-5)

@@ -24,6 +24,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int
 
 from csist_jax import _checks, physics
+from csist_jax.models import kinds, objectives
 from csist_jax.solvers import gradient_step, soft_threshold
 
 #: Xavier-normal (Glorot) with an untruncated normal, as ``torch.nn.init.xavier_normal_``: the published
@@ -365,9 +366,24 @@ class MapNetwork(nn.Module):
     q_init: np.ndarray | None = None
     batch_exact: bool = False
 
+    #: frames in, HR maps out (:mod:`csist_jax.models.kinds`)
+    KIND = kinds.FRAME_MAPS
+    #: the config fields :meth:`objective` reads
+    LOSS_OPTIONS = ("sym_weight",)
+
     @property
     def hr(self) -> int:
         return self.size * self.c
+
+    def objective(self, maps, aux, labels, *, sym_weight=objectives.SYM_WEIGHT):
+        """The training loss of ``(maps, aux)`` against the HR ``labels``: SPEC sec. 7's
+        ``mse + sym_weight * sym`` (:func:`csist_jax.models.objectives.unfolding_loss`). A network with
+        another published loss overrides this method and its ``LOSS_OPTIONS``."""
+        return objectives.unfolding_loss(maps, aux, labels, sym_weight=sym_weight)
+
+    def decode(self, maps) -> dict:
+        """What the metrics read: ``{"maps": maps}``."""
+        return {"maps": maps}
 
     def operator(self, dtype=jnp.float32, operator=None) -> physics.SamplingOperator:
         """The ``Phi`` this network runs in ``dtype`` (per sample in the ``batch_exact`` mode): the
@@ -420,6 +436,18 @@ class WindowNetwork(MapNetwork):
     """
 
     MIN_FRAMES = 1  # the fewest frames of a window
+    #: windows in, the centre frames' HR maps out (:mod:`csist_jax.models.kinds`)
+    KIND = kinds.WINDOW_MAPS
+    #: the config fields :meth:`objective` reads
+    LOSS_OPTIONS = ("objective",)
+
+    def objective(self, maps, aux, labels, *, objective="toolkit"):
+        """DeRefNet's loss, ``objective`` ``"toolkit"`` or ``"paper"``
+        (:func:`csist_jax.models.objectives.derefnet_loss`); another multi-frame network with its own
+        published loss overrides this method and its ``LOSS_OPTIONS``."""
+        return objectives.derefnet_loss(
+            maps, aux, labels, objective=objective, n_frames=getattr(self, "n_frames", objectives.N_FRAMES)
+        )
 
     def forward_windows(self, z, centre_index, q, operator) -> tuple:
         """``(maps [n, hr, hr], aux)`` from the float windows ``z`` ``[n, T, size, size]``."""

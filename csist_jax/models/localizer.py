@@ -26,7 +26,11 @@ batched matrix product (``Q z``): a sample's outputs do not depend on its batch 
 cells with ``p >= threshold``, most probable first, each scored by ``p / (1 + s / SCORE_SCALE)`` with
 ``s = sqrt(s_x^2 + s_y^2)`` the predicted position error (the score of ``csist_jax.refine.score``,
 weighted by the probability), so :func:`csist_jax.metrics.cso_map_from_points` scores it like the fit.
-The training loss is :func:`csist_jax.train.losses.localizer_loss`.
+The training loss is :func:`csist_jax.models.objectives.localizer_loss`.
+
+:class:`WindowLocalizer` is the multi-frame variant for SeqCSIST windows: the same trunk, shared by
+every frame of the window, then a temporal-context stage over the stacked per-frame features and the
+same heads for the centre frame.
 
 >>> net = models.create("localizer", c=3)
 >>> variables = net.init(jax.random.PRNGKey(0), images)   # images [n, 11, 11], raw 0..255
@@ -43,7 +47,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from csist_jax import _checks, physics
-from csist_jax.models import layers
+from csist_jax.models import kinds, layers, objectives
 from csist_jax.refine.score import SCORE_SCALE
 
 #: the per-cell values the head predicts, in channel order
@@ -112,26 +116,47 @@ class Localizer(nn.Module):
         """The analytic ``Phi`` of ``(c, size, sigma)`` in ``dtype`` (pseudo-inverted: the default ``Q``)."""
         return layers.network_operator(self.c, self.size, self.sigma, dtype, False, operator)
 
-    @nn.compact
-    def __call__(self, images: Float[Array, "n m m"], *, q=None) -> dict[str, Array]:
+    #: frames in, per-cell detections out (:mod:`csist_jax.models.kinds`)
+    KIND = kinds.FRAME_POINTS
+    #: the config fields :meth:`objective` reads
+    LOSS_OPTIONS = ("count_weight", "physics_weight")
+
+    def objective(self, outputs, targets, *, images=None, count_weight=0.0, physics_weight=0.0):
+        """The training loss against the true ``targets`` ``[n, K, 3]``
+        (:func:`csist_jax.models.objectives.localizer_loss`; ``images`` the predicted frames, for the
+        physics term and its monitor)."""
+        return objectives.localizer_loss(
+            outputs,
+            targets,
+            images=images,
+            c=self.c,
+            sigma=self.sigma,
+            count_weight=count_weight,
+            physics_weight=physics_weight,
+        )
+
+    def decode(self, outputs, *, threshold=THRESHOLD, max_points: int = MAX_POINTS) -> dict:
+        """What the metrics read: the detections of :func:`points`."""
+        return points(outputs, threshold=threshold, max_points=max_points)
+
+    def _check_fields(self):
         _checks.positive_int("stages", self.stages)
         _checks.positive_int("channels", self.channels)
         _checks.positive_scalar("reach", self.reach)
         _checks.positive_scalar("brightness_scale", self.brightness_scale)
-        z = jnp.asarray(images)
-        if z.ndim != 3 or z.shape[1:] != (self.size, self.size):
-            raise ValueError(f"images must have shape [n, {self.size}, {self.size}], got {tuple(z.shape)}")
-        dtype = z.dtype if jnp.issubdtype(z.dtype, jnp.floating) else jnp.float32
-        z = z.astype(dtype)
-        c, hr = self.c, self.hr
-        stored = self.variable("constants", "q_init", lambda: layers.constant_q(self.q_init, self.operator()))
-        q = layers.call_q(stored.value, q, hr, self.size, dtype)
-        x0 = layers.linear_init(q, z, hr)
-        h = jnp.concatenate([z[..., None], fold(x0, c)], axis=-1) / 255.0
-        h = nn.relu(nn.Conv(self.channels, (3, 3), padding="SAME", dtype=dtype, name="stem")(h))
-        for k in range(self.stages):
-            u = nn.relu(nn.Conv(self.channels, (3, 3), padding="SAME", dtype=dtype, name=f"block_{k}_a")(h))
-            h = h + nn.Conv(self.channels, (3, 3), padding="SAME", dtype=dtype, name=f"block_{k}_b")(u)
+
+    def _frame_features(self, z, q, prefix: str = ""):
+        """``[n, size, size, channels]`` features of float frames ``z`` ``[n, size, size]`` (stem and
+        residual blocks; call inside a compact method)."""
+        dtype = z.dtype
+        x0 = layers.linear_init(q, z, self.hr)
+        h = jnp.concatenate([z[..., None], fold(x0, self.c)], axis=-1) / 255.0
+        h = nn.relu(nn.Conv(self.channels, (3, 3), padding="SAME", dtype=dtype, name=f"{prefix}stem")(h))
+        return _residual_blocks(h, self.stages, self.channels, dtype, prefix)
+
+    def _heads(self, h) -> dict[str, Array]:
+        """The per-cell heads on the HR grid from ``[n, size, size, channels]`` features."""
+        c, dtype = self.c, h.dtype
         prior = float(np.log(PRIOR_PROBABILITY / (1 - PRIOR_PROBABILITY)))
 
         def head_bias(key, shape, dtype=jnp.float32):
@@ -155,6 +180,68 @@ class Localizer(nn.Module):
             [_bounded(raw[..., 4:6], POSITION_LOG_STD), _bounded(raw[..., 6:7], BRIGHTNESS_LOG_STD)], axis=-1
         )
         return {"logit": raw[..., 0], "position": position, "brightness": brightness, "log_std": log_std}
+
+    def _float_inputs(self, images, q, ndim: int, what: str):
+        z = jnp.asarray(images)
+        shape = "[n, T, {0}, {0}]" if ndim == 4 else "[n, {0}, {0}]"
+        if z.ndim != ndim or z.shape[-2:] != (self.size, self.size):
+            raise ValueError(f"{what} must have shape {shape.format(self.size)}, got {tuple(z.shape)}")
+        dtype = z.dtype if jnp.issubdtype(z.dtype, jnp.floating) else jnp.float32
+        z = z.astype(dtype)
+        stored = self.variable("constants", "q_init", lambda: layers.constant_q(self.q_init, self.operator()))
+        return z, layers.call_q(stored.value, q, self.hr, self.size, dtype)
+
+    @nn.compact
+    def __call__(self, images: Float[Array, "n m m"], *, q=None) -> dict[str, Array]:
+        self._check_fields()
+        z, q = self._float_inputs(images, q, 3, "images")
+        return self._heads(self._frame_features(z, q))
+
+
+def _residual_blocks(h, stages: int, channels: int, dtype, prefix: str = ""):
+    """``stages`` blocks ``h + conv3(relu(conv3(h)))`` (inside a compact method)."""
+    for k in range(stages):
+        u = nn.relu(nn.Conv(channels, (3, 3), padding="SAME", dtype=dtype, name=f"{prefix}block_{k}_a")(h))
+        h = h + nn.Conv(channels, (3, 3), padding="SAME", dtype=dtype, name=f"{prefix}block_{k}_b")(u)
+    return h
+
+
+class WindowLocalizer(Localizer):
+    """The learned localiser for windows of frames: detections in each window's centre frame.
+
+    ``__call__(windows, centre_index=None, *, q=None)``: ``windows`` ``[n, T, size, size]`` (odd ``T``,
+    raw 0..255). Every frame goes through the single-frame trunk (``Q z`` beside ``z``, stem and
+    ``stages`` residual blocks, weights shared by all frames: one batched pass over the ``n T`` frames);
+    the ``T`` feature maps are stacked along the channels, fused by a 3x3 convolution to
+    ``context_channels`` and ``context_stages`` residual blocks (the temporal context: the targets move
+    together by a few hundredths of a pixel per frame, so the neighbours sharpen the centre frame's
+    evidence under read noise), and the heads of :class:`Localizer` give the centre frame's per-cell
+    detections (same dict). ``centre_index`` (the frame's place in its trajectory) is accepted for the
+    window interface and not read: the network is the same at every time. Decoded by :func:`points`.
+
+    Fields as :class:`Localizer`, plus ``context_stages`` and ``context_channels``.
+    """
+
+    context_stages: int = 2
+    context_channels: int = 32
+
+    #: windows in, the centre frames' per-cell detections out
+    KIND = kinds.WINDOW_POINTS
+
+    @nn.compact
+    def __call__(self, windows: Float[Array, "n t m m"], centre_index=None, *, q=None) -> dict[str, Array]:
+        self._check_fields()
+        _checks.positive_int("context_stages", self.context_stages, minimum=0)
+        _checks.positive_int("context_channels", self.context_channels)
+        z, q = self._float_inputs(windows, q, 4, "windows")
+        n, t, m = z.shape[0], z.shape[1], self.size
+        if t % 2 == 0:
+            raise ValueError(f"windows must have an odd number of frames, got {t}")
+        h = self._frame_features(z.reshape(n * t, m, m), q, prefix="frame_")
+        h = h.reshape(n, t, m, m, self.channels).transpose(0, 2, 3, 1, 4).reshape(n, m, m, t * self.channels)
+        h = nn.relu(nn.Conv(self.context_channels, (3, 3), padding="SAME", dtype=z.dtype, name="context_stem")(h))
+        h = _residual_blocks(h, self.context_stages, self.context_channels, z.dtype, "context_")
+        return self._heads(h)
 
 
 def points(
@@ -242,6 +329,7 @@ def points(
 
 __all__ = [
     "BRIGHTNESS_LOG_STD",
+    "WindowLocalizer",
     "HEADS",
     "Localizer",
     "MAX_POINTS",

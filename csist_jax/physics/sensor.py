@@ -45,19 +45,48 @@ def observe(
     clean: Float[Array, "..."],
     *,
     noise_std: float = 0.0,
+    background: float = 0.0,
     poisson_gain: float | None = None,
     saturation: float = SATURATION,
 ) -> UInt8[Array, "..."]:
-    """The stored image of a clean rendering: optional Poisson then Gaussian noise, then ``quantize``.
+    """The stored image of a clean rendering: optional background, Poisson then Gaussian noise, then
+    ``quantize``.
 
-    ``clip(round(gain * Poisson(clean / gain) + N(0, noise_std^2)), 0, saturation)`` per pixel, same shape
-    as ``clean`` (one image or a stack of frames). The read noise is drawn from ``fold_in(key, 1)`` and
-    the shot noise from ``fold_in(key, 2)`` (the generators pass the key each image was drawn from).
-    ``noise_std`` may be traced (inside ``jit``); a concrete 0 skips the draw.
+    ``clip(round(gain * Poisson((clean + background) / gain) + N(0, noise_std^2)), 0, saturation)`` per
+    pixel, same shape as ``clean`` (one image or a stack of frames). The read noise is drawn from
+    ``fold_in(key, 1)`` and the shot noise from ``fold_in(key, 2)`` (the generators pass the key each
+    image was drawn from). ``noise_std`` and ``background`` may be traced (inside ``jit``); a concrete 0
+    skips the draw. A background offset keeps the clipping at 0 from half-rectifying the read noise.
     """
     image = clean
+    if not (_checks.is_concrete(background) and float(background) == 0.0):
+        image = image + background
     if poisson_gain is not None:
         image = poisson_noise(jax.random.fold_in(key, 2), image, poisson_gain)
     if not (_checks.is_concrete(noise_std) and float(noise_std) == 0.0):
         image = gaussian_noise(jax.random.fold_in(key, 1), image, noise_std)
     return quantize(image, saturation)
+
+
+def observe_batch(
+    key,
+    frames: Float[Array, "n ..."],
+    noise_std: Float[Array, " n"],
+    background: Float[Array, " n"] | float = 0.0,
+    *,
+    saturation: float = SATURATION,
+) -> Float[Array, "n ..."]:
+    """:func:`observe` of every sample of ``frames`` (first axis; a sample may be one frame or a window
+    of frames) with its own read-noise ``noise_std[i]`` and ``background[i]``, from the key
+    ``split(key, n)[i]``; returned as float32 (the stored 0..255 values). Jittable and batched (one
+    vmapped program): the on-device noise of training (``csist_jax.train.noise``)."""
+    frames = jnp.asarray(frames)
+    n = frames.shape[0]
+    std = jnp.broadcast_to(jnp.asarray(noise_std, jnp.float32), (n,))
+    offset = jnp.broadcast_to(jnp.asarray(background, jnp.float32), (n,))
+    keys = jax.random.split(key, n)
+
+    def one(k, f, s, b):
+        return observe(k, f.astype(jnp.float32), noise_std=s, background=b, saturation=saturation)
+
+    return jax.vmap(one)(keys, frames, std, offset).astype(jnp.float32)

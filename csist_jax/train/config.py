@@ -7,6 +7,7 @@ import numpy as np
 
 from csist_jax import _checks, models
 from csist_jax.train import losses
+from csist_jax.train import noise as noise_lib
 
 #: the compute dtypes of ``config.compute_dtype`` (parameters and optimiser state stay float32)
 COMPUTE_DTYPES = ("float32", "bfloat16")
@@ -36,6 +37,11 @@ def default_config() -> ml_collections.ConfigDict:
             "dir": "",
             "train_size": 80_000,
             "val_size": 10_000,
+            # read noise drawn per training sample on the device, std ~ U(lo, hi) grey levels, and a
+            # background offset ~ U(lo, hi) (csist_jax.train.noise); (0, 0): noise-free. Validation
+            # frames get one fixed draw of the same distribution.
+            "noise_std": (0.0, 0.0),
+            "background": (0.0, 0.0),
         }
     )
     # SeqCSIST samples: 0 = single frames (every frame of every trajectory), an odd L >= 3 = windows of L
@@ -47,7 +53,7 @@ def default_config() -> ml_collections.ConfigDict:
     cfg.weight_decay = 0.0
     # the learning rate over the run: "constant", or "cosine" (cosine decay from learning_rate to 0)
     cfg.schedule = "constant"
-    # the learned localiser's loss weights (csist_jax.train.losses.localizer_loss): count and physics
+    # the learned localisers' loss weights (csist_jax.models.objectives.localizer_loss): count and physics
     cfg.count_weight = 0.0
     cfg.physics_weight = 0.0
     cfg.q_init_size = 0  # training labels used for Q_init (0: all)
@@ -83,24 +89,13 @@ def resolve(config) -> ml_collections.ConfigDict:
 
 def check(config) -> None:
     """Raise ``ValueError`` / ``TypeError`` naming the first bad field of ``config``."""
-    known = models.MODEL_NAMES + models.LOCALIZER_NAMES + models.SEQUENCE_MODEL_NAMES
-    if config.model not in known:
-        raise ValueError(f"config.model must be one of {list(known)}, got {config.model!r}")
+    if config.model not in models.REGISTRY:
+        raise ValueError(f"config.model must be one of {list(models.REGISTRY)}, got {config.model!r}")
     if config.data.dataset not in DATASETS:
         raise ValueError(f"config.data.dataset must be one of {list(DATASETS)}, got {config.data.dataset!r}")
     _checks.positive_int("config.window", config.window, minimum=0)
-    if config.model in models.SEQUENCE_MODEL_NAMES:
-        if config.data.dataset != "seqcsist" or config.window < 3 or config.window % 2 == 0:
-            raise ValueError(
-                f"config.model={config.model!r} trains on SeqCSIST windows: it needs "
-                f"config.data.dataset='seqcsist' and an odd config.window >= 3, got "
-                f"{config.data.dataset!r} and {config.window}"
-            )
-    elif config.window:
-        raise ValueError(
-            f"config.window must be 0 for the single-frame network {config.model!r} (it sees one frame), "
-            f"got {config.window}"
-        )
+    models.REGISTRY[config.model].kind.check_window(config.window, config.data.dataset, config.model)
+    noise_lib.from_config(config)  # the noise ranges, checked
     if config.objective not in losses.DEREFNET_OBJECTIVES:
         raise ValueError(
             f"config.objective must be one of {list(losses.DEREFNET_OBJECTIVES)}, got {config.objective!r}"

@@ -1,6 +1,6 @@
-"""Validation: HR maps of a split in fixed batches, scored by CSO-mAP, MSE, PSNR and SSIM; a learned
-localiser's outputs (a dict of per-cell arrays) decoded to points and scored by CSO-mAP, count accuracy
-and localisation RMSE.
+"""Validation: any model's outputs on a split in fixed batches, decoded by the model
+(``module.decode``) and scored by what the decoding gives: HR maps by CSO-mAP, MSE, PSNR and SSIM
+(:func:`map_scores`); points by CSO-mAP, count accuracy and localisation RMSE (:func:`point_scores`).
 
 :func:`evaluate` / :func:`predict` take host arrays (experiments, tables). The training loop uses a
 :class:`Validator`: the split's images live on the device in padded batches, :meth:`Validator.start`
@@ -19,7 +19,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from csist_jax import metrics, models, physics
-from csist_jax.models import localizer
+from csist_jax.models import kinds
 from csist_jax.train import config as config_lib
 from csist_jax.train.step import _jit, cast_floating
 
@@ -53,17 +53,15 @@ def make_apply(module, mesh, compiler_options: dict | None = None, compute_dtype
             return jax.tree.map(lambda a: a.astype(jnp.float32), out)
 
     batch = NamedSharding(mesh, P("data"))
-    inputs = (batch, batch) if models.is_sequence_model(module) else (batch,)
+    inputs = (batch,) * len(kinds.of(module).input_keys())
     return jit(fn, in_shardings=(replicated,) + inputs, out_shardings=replicated)
 
 
 def _network_inputs(module, arrays: dict) -> list[np.ndarray]:
-    """The arrays a network reads besides its variables: ``[image]``, or ``[image, frame]`` (windows)."""
-    if models.is_sequence_model(module):
-        if "frame" not in arrays:
-            raise ValueError("a multi-frame network needs windows with their 'frame' indices")
-        return [arrays["image"], np.asarray(arrays["frame"], np.int32)]
-    return [arrays["image"]]
+    """The arrays a model reads besides its variables (its kind's inputs): ``[image]``, or for windows
+    ``[image, frame]``."""
+    kind = kinds.of(module)
+    return [np.asarray(a, np.int32) if k == "frame" else a for k, a in zip(kind.input_keys(), kind.inputs(arrays))]
 
 
 def _global_batch(array: np.ndarray, sharding: NamedSharding) -> jax.Array:
@@ -114,17 +112,20 @@ def predict(
     return _host(maps, len(images))
 
 
-@functools.partial(jax.jit, static_argnames="max_points")
-def _decode(outputs, threshold, max_points):
-    found = localizer.points(outputs, threshold=threshold, max_points=max_points)
-    return found["points"], found["count"]
+_DECODERS: dict = {}
 
 
-def point_scores(outputs: dict, arrays: dict, threshold=localizer.THRESHOLD) -> dict:
-    """A learned localiser's outputs on ``arrays`` decoded (:func:`csist_jax.models.localizer.points`)
-    and scored: CSO-mAP (and APs), ``count_accuracy`` and ``rmse`` (px, one-to-one matches within
-    0.5 px)."""
-    points, count = (np.asarray(a) for a in _decode(outputs, threshold, localizer.MAX_POINTS))
+def _decoder(module):
+    """``jax.jit(module.decode)``, compiled once per model object."""
+    if id(module) not in _DECODERS or _DECODERS[id(module)][0] is not module:
+        _DECODERS[id(module)] = (module, jax.jit(module.decode))
+    return _DECODERS[id(module)][1]
+
+
+def point_scores(decoded: dict, arrays: dict) -> dict:
+    """Detections ``decoded`` (``"points"`` ``[n, M, 3]``, ``"count"`` ``[n]``) scored against ``arrays``:
+    CSO-mAP (and APs), ``count_accuracy`` and ``rmse`` (px, one-to-one matches within 0.5 px)."""
+    points, count = np.asarray(decoded["points"]), np.asarray(decoded["count"])
     out = {
         k: float(v)
         for k, v in metrics.cso_map_from_points(points, count, arrays["targets"], arrays["count"]).items()
@@ -135,18 +136,15 @@ def point_scores(outputs: dict, arrays: dict, threshold=localizer.THRESHOLD) -> 
     return out
 
 
-def scores(module, maps, arrays: dict, brightness_threshold: float) -> dict:
-    """CSO-mAP (and APs), MSE against the HR labels, PSNR/SSIM of HR maps ``maps`` of ``arrays``; for a
-    learned localiser (``maps`` its dict of outputs) :func:`point_scores` (``brightness_threshold``
-    is a map threshold and not used)."""
-    if models.is_localizer(module):
-        return point_scores(maps, arrays)
-    maps = np.asarray(maps, np.float32)
-    labels = np.asarray(physics.hr_label(arrays["targets"], module.c, module.size))
+def map_scores(decoded: dict, arrays: dict, *, c: int, size: int, brightness_threshold: float) -> dict:
+    """HR maps ``decoded["maps"]`` scored against ``arrays``: CSO-mAP (and APs) at
+    ``brightness_threshold``, MSE against the HR labels, PSNR and SSIM."""
+    maps = np.asarray(decoded["maps"], np.float32)
+    labels = np.asarray(physics.hr_label(arrays["targets"], c, size))
     out = {
         k: float(v)
         for k, v in metrics.cso_map_from_maps(
-            maps, arrays["targets"], arrays["count"], module.c, brightness_threshold
+            maps, arrays["targets"], arrays["count"], c, brightness_threshold
         ).items()
     }
     out["mse"] = float(np.mean((maps - labels) ** 2))
@@ -155,9 +153,24 @@ def scores(module, maps, arrays: dict, brightness_threshold: float) -> dict:
     return out
 
 
+def scores(module, outputs, arrays: dict, brightness_threshold: float) -> dict:
+    """``module``'s raw ``outputs`` on ``arrays``, decoded by the model (``module.decode``) and scored by
+    what that gives: maps (:func:`map_scores`, at ``brightness_threshold``) and/or points
+    (:func:`point_scores`)."""
+    decoded = _decoder(module)(outputs)
+    out = {}
+    if "points" in decoded:
+        out.update(point_scores(decoded, arrays))
+    if "maps" in decoded:
+        out.update(
+            map_scores(decoded, arrays, c=module.c, size=module.size, brightness_threshold=brightness_threshold)
+        )
+    return out
+
+
 def evaluate(module, variables, arrays: dict, config, mesh=None, apply=None) -> dict:
-    """CSO-mAP (and APs), MSE against the HR labels, PSNR/SSIM of the HR maps on ``arrays`` (a learned
-    localiser: :func:`point_scores`).
+    """:func:`scores` of ``module`` on ``arrays`` (HR maps: CSO-mAP, APs, MSE, PSNR, SSIM; points:
+    CSO-mAP, APs, count accuracy, RMSE).
 
     The network runs in ``config.compute_dtype`` (float32 when the config has no such field).
     """

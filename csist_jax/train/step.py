@@ -1,10 +1,11 @@
 r"""The update step: loss, gradients, Adam, and the measurements each step reports.
 
-Loss: :func:`csist_jax.train.losses.network_loss`, for the single-frame networks SPEC sec. 7's
-``mean((x_N - s)^2) + sym_weight * sum_k mean(sym_k^2)`` on the raw 0..255 scale, for DeRefNet's
-windows ``derefnet_loss`` with ``config.objective``; ``s`` is the HR label
-(:func:`csist_jax.physics.hr_label`, computed inside the step). Data parallel over a ``("data",)``
-mesh: parameters replicated, batch sharded, gradients summed by XLA.
+Loss: the model's own objective, run by its kind (:func:`csist_jax.train.losses.batch_loss`,
+:mod:`csist_jax.models.kinds`) with the config fields the model declares (``module.LOSS_OPTIONS``):
+for the HR-map networks against the HR label (SPEC sec. 7, computed inside the step), for the
+localisers against the targets. With ``config.data.noise_std`` / ``background`` the batch first gets
+its read noise on the device (:mod:`csist_jax.train.noise`). Data parallel over a ``("data",)`` mesh:
+parameters replicated, batch sharded, gradients summed by XLA.
 
 ``config.compute_dtype = "bfloat16"``: the forward and backward pass run in bfloat16 (floating
 parameters, constants and images cast inside the loss); the maps are cast back and the loss is computed
@@ -30,9 +31,11 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from csist_jax import models, physics
+from csist_jax import models
+from csist_jax.models import kinds
 from csist_jax.train import config as config_lib
-from csist_jax.train.losses import network_loss
+from csist_jax.train import noise as noise_lib
+from csist_jax.train.losses import batch_loss
 
 
 def cast_floating(tree, dtype):
@@ -75,38 +78,24 @@ def _jit(compiler_options):
 
 
 def make_update(module, optimizer, config):
-    """The pure update ``(state, images, targets, frame=None) -> (state, measured)``.
+    """The pure update ``(state, batch) -> (state, measured)``.
 
-    ``images`` float ``[B, H, W]`` (windows of a multi-frame network: ``[B, L, H, W]`` with their centre
-    frames' indices ``frame`` ``[B]``), ``targets`` ``[B, K, 3]`` (of the centre frames); the loss is
-    :func:`csist_jax.train.losses.network_loss` (against the HR labels, or for a learned localiser
-    against the targets).
+    ``batch``: ``image`` float ``[B, H, W]`` (a window model's ``[B, L, H, W]`` with ``frame`` ``[B]``, its
+    centre frames' indices) and ``targets`` ``[B, K, 3]`` (of the centre frames). The configured read
+    noise of step ``state["step"]`` is drawn on the images first; the loss is :func:`batch_loss`.
     """
     dtype = config_lib.compute_dtype(config)
-    sym_weight = config.sym_weight
-    objective = config.get("objective", "toolkit")
-    weights = {k: config.get(k, 0.0) for k in ("count_weight", "physics_weight")}
-    c, size = module.c, module.size
+    options = kinds.loss_options(module, config)
+    noise = noise_lib.from_config(config)
+    seed = config.seed
 
-    localizer = models.is_localizer(module)
-
-    def update(state, images, targets, frame=None):
-        # a localiser learns the targets themselves, the other networks their HR label map
-        labels = targets if localizer else physics.hr_label(targets, c, size)
-        inputs = images.astype(dtype)
+    def update(state, batch):
+        images = noise.at_step(seed, state["step"], batch["image"].astype(jnp.float32))
+        batch = dict(batch, image=images.astype(dtype))
 
         def objective_of(params):
             variables = cast_floating({"params": params, "constants": state["constants"]}, dtype)
-            return network_loss(
-                module,
-                variables,
-                inputs,
-                labels,
-                frame,
-                sym_weight=sym_weight,
-                objective=objective,
-                **weights,
-            )
+            return batch_loss(module, variables, batch, options)
 
         (loss, parts), grads = jax.value_and_grad(objective_of, has_aux=True)(state["params"])
         updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
@@ -126,7 +115,7 @@ def make_update(module, optimizer, config):
 
 def make_train_step(module, optimizer, config, mesh, compiler_options: dict | None = None):
     """The jitted update ``(state, images, targets) -> (state, measurements)`` (state donated); for a
-    multi-frame network ``(state, windows, targets, frame)``.
+    window model ``(state, windows, targets, frame)``.
 
     ``images`` float ``[B, H, W]`` (raw 0..255; windows ``[B, L, H, W]``), ``targets`` ``[B, K, 3]`` and
     ``frame`` ``[B]`` are sharded over the mesh.
@@ -138,6 +127,8 @@ def make_train_step(module, optimizer, config, mesh, compiler_options: dict | No
     update = make_update(module, optimizer, config)
     traces = []
 
+    keys = ("image", "targets") + kinds.of(module).input_keys()[1:]
+
     def step(state, *inputs):
         # shapes are static, so a second trace means a silent recompile every time the inputs change
         traces.append(1)
@@ -145,9 +136,9 @@ def make_train_step(module, optimizer, config, mesh, compiler_options: dict | No
             raise RuntimeError(
                 "the train step was traced again: batch shapes or dtypes changed between steps"
             )
-        return update(state, *inputs)
+        return update(state, dict(zip(keys, inputs, strict=True)))
 
-    n_inputs = 3 if models.is_sequence_model(module) else 2
+    n_inputs = len(keys)
     return _jit(compiler_options)(
         step,
         in_shardings=(replicated,) + (batch,) * n_inputs,
@@ -156,17 +147,12 @@ def make_train_step(module, optimizer, config, mesh, compiler_options: dict | No
     )
 
 
-def _inputs(batch: dict) -> dict:
-    """A :meth:`DeviceDataset.batch` as the keyword arguments of the update."""
-    return {"images": batch["image"], "targets": batch["targets"], "frame": batch.get("frame")}
-
-
 def measurement_names(module, optimizer, config, state, dataset) -> tuple[str, ...]:
     """The names of the measurements one step reports, in the column order of the rows."""
     update = make_update(module, optimizer, config)
 
     def one(state, data):
-        return update(state, **_inputs(dataset.batch(data, jnp.arange(dataset.num_frames), state["step"])))[1]
+        return update(state, dataset.batch(data, jnp.arange(dataset.num_frames), state["step"]))[1]
 
     return tuple(jax.eval_shape(one, state, dataset.arrays))
 
@@ -188,7 +174,7 @@ def make_device_steps(
     unroll = count if mesh.devices.flat[0].platform == "cpu" else 1
 
     def one_step(state, data, order):
-        state, measured = update(state, **_inputs(dataset.batch(data, order, state["step"])))
+        state, measured = update(state, dataset.batch(data, order, state["step"]))
         return state, jnp.stack([jnp.asarray(measured[k], jnp.float32) for k in names])
 
     def steps(state, data, order):

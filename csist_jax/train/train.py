@@ -1,4 +1,4 @@
-"""``train_and_evaluate(config, workdir)``: train a single-frame unfolding network, resumably.
+"""``train_and_evaluate(config, workdir)``: train any model of the registry, resumably.
 
 A run is a short sequence of named steps, each in its own module:
 
@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 from csist_jax import models, physics
 from csist_jax.train import config as config_lib
 from csist_jax.train import data as data_lib
+from csist_jax.train import noise as noise_lib
 from csist_jax.train import step as step_lib
 from csist_jax.train import writer as writer_lib
 from csist_jax.train.checkpoints import Checkpoints
@@ -71,6 +72,7 @@ def _load_data(config) -> tuple[dict, dict]:
     trajectories and windows (``config.window``)."""
     train = data_lib.training_arrays(data_lib.load_split(config.data, "train"), config.window, "train")
     val = data_lib.training_arrays(data_lib.load_split(config.data, "val"), config.window, "val")
+    val = noise_lib.noisy_split(val, noise_lib.from_config(config), config.data.seed, "val")
     return train, val
 
 
@@ -78,7 +80,7 @@ def _build_network(config, train: dict):
     """The network with ``Q`` fitted to the first ``q_init_size`` training labels (SeqCSIST windows:
     every frame of the training trajectories)."""
     model_config = _model_config(config)
-    if config.window:
+    if config.window and "n_frames" in models.REGISTRY[config.model].cls.__dataclass_fields__:
         model_config["n_frames"] = int(train["image"].shape[1])
     probe = models.create(config.model, c=config.c, **model_config)
     all_targets = train["targets"].reshape((-1,) + train["targets"].shape[-2:])

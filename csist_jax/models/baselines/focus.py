@@ -74,9 +74,11 @@ class FOCUS(MapNetwork):
     features2: int = 32
     kernel1: int = 5
 
+    LOSS_OPTIONS = ()  # its published loss has no config weights
+
     @staticmethod
     def objective(out, aux, labels):
-        """The toolkit's loss (:func:`focus_loss`), which the training route uses for this network."""
+        """The toolkit's loss (:func:`focus_loss`), this network's training loss (its ``objective``)."""
         return focus_loss(out, aux, labels)
 
     def forward(self, z, q, operator):

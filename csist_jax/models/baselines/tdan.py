@@ -155,9 +155,11 @@ class TDAN(layers.WindowNetwork):
     blocks_after: int = 10
     deform_groups: int = 8
 
+    LOSS_OPTIONS = ()  # its published loss has no config weights
+
     @staticmethod
     def objective(out, aux, labels):
-        """The toolkit's loss (:func:`tdan_loss`), which the training route uses for this network."""
+        """The toolkit's loss (:func:`tdan_loss`), this network's training loss (its ``objective``)."""
         return tdan_loss(out, aux, labels)
 
     def forward_windows(self, z, centre_index, q, op):
