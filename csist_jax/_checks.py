@@ -28,6 +28,14 @@ def positive_scalar(name: str, value) -> None:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
 
 
+def nonnegative_scalar(name: str, value) -> float:
+    """``float(value)``; raise ``ValueError`` naming ``name`` unless it is a finite number >= 0."""
+    arr = np.asarray(value)
+    if arr.ndim != 0 or not np.issubdtype(arr.dtype, np.number) or not np.isfinite(arr) or arr < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(arr)
+
+
 def positive_int(name: str, value, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")

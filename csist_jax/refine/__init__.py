@@ -2,7 +2,8 @@
 
 Host-side conveniences (validation, chunking over a batch): ``localize`` / ``fit_sources`` fit point
 sources to images (optionally seeded by HR maps), ``localize_windows`` fits a window of frames jointly,
-``polish`` runs one short fit from a detector's points (no model-order search),
+``polish`` runs one short fit from a detector's points (no model-order search; ``polish_windows``
+the same over windows), ``estimate_noise`` estimates the read noise of frames,
 ``calibrate_psf`` recovers the PSF width (and a background) from images, and ``position_crb`` gives the
 Cramer-Rao bound on the localisation error.
 
@@ -20,11 +21,13 @@ from csist_jax.refine.lm import levenberg_marquardt
 from csist_jax.refine.localize import fit_sources, localize, localize_one
 from csist_jax.refine.polish import polish, polish_one
 from csist_jax.refine.score import SCORE_SCALE, pixel_variance, position_score
-from csist_jax.refine.sequence import fit_window, localize_window, localize_windows
+from csist_jax.refine.noise import estimate_noise
+from csist_jax.refine.sequence import fit_window, localize_window, localize_windows, polish_windows
 
 __all__ = [
     "SCORE_SCALE",
     "calibrate_psf",
+    "estimate_noise",
     "fisher_information",
     "fit_one",
     "fit_sources",
@@ -37,6 +40,7 @@ __all__ = [
     "pixel_variance",
     "polish",
     "polish_one",
+    "polish_windows",
     "position_crb",
     "position_score",
     "rmse_bound",

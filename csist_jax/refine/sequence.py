@@ -8,9 +8,14 @@ centred on frame ``t_c`` is modelled as
     m_t = render({(x_k + (t - t_c) v_x, y_k + (t - t_c) v_y, b_k)}),
 
 ``3 K + 2`` parameters for ``T`` frames of data (the censored residual of ``csist_jax.refine.fit`` in every
-frame). The single-frame fit of the centre frame (``localize_one``) gives the model order and the start
-(``v = 0``); the shared Levenberg-Marquardt solver (``csist_jax.refine.lm``) then fits all frames jointly
-(Jacobian by ``jax.jacfwd`` through ``csist_jax.physics.render``). With ``T`` frames the rounding noise
+frame). The search: the single-frame fit (``localize_one``) of *every* frame of the window gives a model
+order and a start (its positions taken as the centre frame's, ``v = 0``: the targets move at most a few
+hundredths of a pixel per frame); the shared Levenberg-Marquardt solver (``csist_jax.refine.lm``) fits all
+frames jointly from each start (Jacobian by ``jax.jacfwd`` through ``csist_jax.physics.render``), and the
+fit with the least ``cost / v + penalty K`` is kept (``v`` the per-pixel variance, as in ``localize``).
+Under read noise one frame's fit often misses a target or splits one; another frame's start then finds
+the better optimum of the window. ``starts="centre"`` runs the centre frame's start alone (T times
+cheaper; the search before 2026-12). With ``T`` frames the rounding noise
 averages down, so positions and scores (the predicted position error of
 ``csist_jax.refine.score.position_score``, as in ``localize``) are sharper than from the centre frame
 alone.
@@ -101,14 +106,37 @@ def fit_window(
     return p[: 3 * K].reshape(K, 3), p[3 * K :], cost, H
 
 
-def _window_points(frames, theta, count, sigma, noise_std, saturation, iterations):
-    """Centre-frame points ``[K, 3]`` and velocity ``[2]`` of one window fitted from ``theta``, ``count``."""
+#: the window searches of ``localize_window(s)``: starts from every frame's fit, or the centre frame's
+STARTS = ("all", "centre")
+
+
+def _window_points(frames, theta, count, sigma, noise_std, saturation, iterations, penalty=10.0):
+    """Centre-frame points ``[K, 3]``, velocity ``[2]`` and model-order criterion ``cost / v + penalty K``
+    of one window fitted from ``theta``, ``count``."""
     active = (jnp.arange(theta.shape[0]) < count).astype(frames.dtype)
-    theta, velocity, _, H = fit_window(
+    theta, velocity, cost, H = fit_window(
         theta, active, frames, sigma=sigma, saturation=saturation, iterations=iterations
     )
-    _, score = position_score(H, active, pixel_variance(frames, noise_std))
-    return jnp.concatenate([theta[:, :2] * active[:, None], score[:, None]], axis=1), velocity
+    variance = pixel_variance(frames, noise_std)
+    _, score = position_score(H, active, variance)
+    points = jnp.concatenate([theta[:, :2] * active[:, None], score[:, None]], axis=1)
+    return points, velocity, cost / variance + penalty * count
+
+
+def _best_start(frames, thetas, counts, sigma, noise_std, saturation, iterations, penalty):
+    """The joint fit of one window from each start ``thetas`` ``[S, K, 3]`` / ``counts`` ``[S]``, the
+    least criterion kept: ``(points, count, velocity, criterion)``."""
+    points, velocity, criterion = jax.vmap(
+        lambda t, k: _window_points(frames, t, k, sigma, noise_std, saturation, iterations, penalty)
+    )(thetas, counts)
+    pick = jnp.argmin(criterion)
+    return points[pick], counts[pick], velocity[pick], criterion[pick]
+
+
+def _start_frames(t: int, starts: str) -> list[int]:
+    if starts not in STARTS:
+        raise ValueError(f"starts must be one of {list(STARTS)}, got {starts!r}")
+    return list(range(t)) if starts == "all" else [t // 2]
 
 
 def localize_window(
@@ -119,15 +147,20 @@ def localize_window(
     max_sources: int = 5,
     iterations: int = 30,
     saturation=sensor.SATURATION,
+    penalty=10.0,
+    starts: str = "all",
 ) -> dict[str, Array]:
     """Detections in the centre frame of one window, fitted on all its frames: the per-window core.
 
-    ``localize_one`` of the centre frame gives the model order and the start, ``fit_window`` the joint
-    fit. Pure, jittable and vmappable (``jax.jit(jax.vmap(localize_window))(windows)``); ``max_sources``
-    and ``iterations`` are static. ``localize_windows`` is the host-side convenience over the same steps.
+    ``localize_one`` of each frame (``starts="all"``) or of the centre frame (``"centre"``) gives a model
+    order and a start, ``fit_window`` the joint fit from each, and the least ``cost / v + penalty K`` is
+    kept (module docstring). Pure, jittable and vmappable (``jax.jit(jax.vmap(localize_window))(windows)``);
+    ``max_sources``, ``iterations`` and ``starts`` are static. ``localize_windows`` is the host-side
+    convenience over the same steps.
 
     Returns:
-      ``{"points": [max_sources, 3] (x, y, score), "count": int32 scalar, "velocity": [2]}``.
+      ``{"points": [max_sources, 3] (x, y, score), "count": int32 scalar, "velocity": [2], "criterion":
+      the kept fit's cost / v + penalty K}``.
     """
     frames = jnp.asarray(frames)
     if frames.ndim != 3 or frames.shape[1] != frames.shape[2] or frames.shape[0] % 2 == 0:
@@ -135,24 +168,23 @@ def localize_window(
     if not jnp.issubdtype(frames.dtype, jnp.floating):
         frames = frames.astype(jnp.float32)
     iterations = _checks.positive_int("iterations", iterations)
-    centre = localize_one(
-        frames[frames.shape[0] // 2],
-        sigma=sigma,
-        noise_std=noise_std,
-        max_sources=max_sources,
-        saturation=saturation,
+    index = jnp.asarray(_start_frames(frames.shape[0], starts))
+    single = jax.vmap(
+        lambda z: localize_one(
+            z, sigma=sigma, noise_std=noise_std, max_sources=max_sources, saturation=saturation, penalty=penalty
+        )
+    )(frames[index])
+    thetas = jnp.concatenate([single["points"][..., :2], single["brightness"][..., None]], axis=-1)
+    points, count, velocity, criterion = _best_start(
+        frames, thetas, single["count"], sigma, noise_std, saturation, iterations, penalty
     )
-    theta = jnp.concatenate([centre["points"][:, :2], centre["brightness"][:, None]], axis=-1)
-    points, velocity = _window_points(
-        frames, theta, centre["count"], sigma, noise_std, saturation, iterations
-    )
-    return {"points": points, "count": centre["count"], "velocity": velocity}
+    return {"points": points, "count": count, "velocity": velocity, "criterion": criterion}
 
 
 @functools.partial(jax.jit, static_argnames=("iterations",))
-def _localize_windows(windows, theta, count, sigma, noise_std, saturation, iterations):
-    return jax.vmap(_window_points, in_axes=(0, 0, 0, None, None, None, None))(
-        windows, theta, count, sigma, noise_std, saturation, iterations
+def _localize_windows(windows, thetas, counts, sigma, noise_std, saturation, iterations, penalty):
+    return jax.vmap(_best_start, in_axes=(0, 0, 0, None, None, None, None, None))(
+        windows, thetas, counts, sigma, noise_std, saturation, iterations, penalty
     )
 
 
@@ -164,18 +196,24 @@ def localize_windows(
     max_sources: int = 5,
     iterations: int = 30,
     saturation: float = sensor.SATURATION,
+    penalty: float = 10.0,
+    starts: str = "all",
+    batch_size: int = 1024,
 ) -> tuple[Float[Array, "n m 3"], Int[Array, " n"], Float[Array, "n 2"]]:
     """Detections ``(x, y, score)`` in the centre frame of each window, fitted on all its frames.
 
     Args:
       windows: ``[n, T, size, size]`` frames (``T`` odd; the centre frame ``T // 2`` is reported), e.g.
         ``csist_jax.data.seqcsist.windows(data)["image"]``.
-      sigma, noise_std, max_sources, saturation: as in ``fit_sources``.
+      sigma, noise_std, max_sources, saturation, penalty: as in ``fit_sources``.
       iterations: joint Levenberg-Marquardt steps over the window.
+      starts: ``"all"`` (default): a joint fit from every frame's single-frame fit, the best kept;
+        ``"centre"``: from the centre frame's alone (``T`` times cheaper).
+      batch_size: windows per jitted call of the joint fits (bounds memory).
 
     Returns:
-      ``points`` ``[n, max_sources, 3]`` of the centre frame, ``point_count`` ``[n]`` (the centre
-      frame's single-frame model order) and the fitted common velocity ``[n, 2]`` (px per frame).
+      ``points`` ``[n, max_sources, 3]`` of the centre frame, ``point_count`` ``[n]`` (the model order
+      of the kept start) and the fitted common velocity ``[n, 2]`` (px per frame).
 
     >>> from csist_jax.data import seqcsist
     >>> w = seqcsist.windows(seqcsist.generate(0, 2))
@@ -186,22 +224,92 @@ def localize_windows(
         raise ValueError(f"windows must have shape [n, T, size, size] with T odd, got {tuple(windows.shape)}")
     _checks.finite("windows", windows)
     iterations = _checks.positive_int("iterations", iterations)
+    _checks.positive_int("batch_size", batch_size)
+    n, t, size = windows.shape[0], windows.shape[1], windows.shape[-1]
+    index = _start_frames(t, starts)
+    if n == 0:
+        return (
+            jnp.zeros((0, max_sources, 3), jnp.float32),
+            jnp.zeros((0,), jnp.int32),
+            jnp.zeros((0, 2), jnp.float32),
+        )
     frames = windows.astype(np.float32)
-    centre = fit_sources(
-        frames[:, frames.shape[1] // 2],
+    single = fit_sources(
+        frames[:, index].reshape(-1, size, size),
         sigma=sigma,
         noise_std=noise_std,
         max_sources=max_sources,
         saturation=saturation,
+        penalty=penalty,
     )
-    theta = jnp.concatenate([centre["points"][..., :2], centre["brightness"][..., None]], axis=-1)
-    points, velocity = _localize_windows(
-        jnp.asarray(frames),
-        theta,
-        centre["count"],
-        jnp.float32(sigma),
-        jnp.float32(noise_std),
-        float(saturation),
-        iterations,
+    s = len(index)
+    thetas = jnp.concatenate([single["points"][..., :2], single["brightness"][..., None]], axis=-1)
+    thetas = thetas.reshape(n, s, max_sources, 3)
+    counts = single["count"].reshape(n, s)
+    parts = []
+    for lo in range(0, n, batch_size):
+        parts.append(
+            _localize_windows(
+                jnp.asarray(frames[lo : lo + batch_size]),
+                thetas[lo : lo + batch_size],
+                counts[lo : lo + batch_size],
+                jnp.float32(sigma),
+                jnp.float32(noise_std),
+                float(saturation),
+                iterations,
+                jnp.float32(penalty),
+            )
+        )
+    points, count, velocity, _ = (jnp.concatenate(p) for p in zip(*parts))
+    return points, count, velocity
+
+
+@functools.partial(jax.jit, static_argnames=("iterations",))
+def _polish_windows(windows, theta, count, probability, sigma, noise_std, saturation, iterations):
+    def one(frames, t, k, p):
+        m = t.shape[0]
+        active = (jnp.arange(m) < k).astype(frames.dtype)
+        # unused slots parked inside the frame at unit brightness (they neither move nor render)
+        start = jnp.where(active[:, None] > 0, t, jnp.array([0.0, 0.0, 1.0], frames.dtype))
+        start = start.at[:, 2].set(jnp.maximum(start[:, 2], 1.0))
+        points, _, criterion = _window_points(frames, start, k, sigma, noise_std, saturation, iterations, 0.0)
+        return points.at[:, 2].multiply(p) * active[:, None], criterion
+
+    return jax.vmap(one)(windows, theta, count, probability)
+
+
+def polish_windows(
+    windows: Float[Array, "n t size size"],
+    found: dict,
+    *,
+    sigma: float = psf.DEFAULT_SIGMA,
+    noise_std: float = 0.0,
+    iterations: int = 10,
+    max_cost: float | None = None,
+    saturation: float = sensor.SATURATION,
+) -> tuple[Float[Array, "n m 3"], Array]:
+    """A detector's centre-frame points polished by one joint fit over each window (``fit_window``, the
+    count kept), scored by the fit's predicted position error times the detector's probability.
+
+    ``found``: ``"points"`` ``[n, M, 3]``, ``"count"`` ``[n]``, ``"brightness"`` ``[n, M]`` and optionally
+    ``"probability"`` ``[n, M]`` (e.g. a window localiser's :func:`csist_jax.models.localizer.points`).
+    The fit is kept where its cost (units of the pixel variance, summed over the ``T`` frames) is at most
+    ``max_cost`` (None: always); elsewhere the detector's points stay. Returns ``(points, accepted [n])``.
+    """
+    windows = np.asarray(windows, np.float32)
+    if windows.ndim != 4 or windows.shape[1] % 2 == 0:
+        raise ValueError(f"windows must have shape [n, T, size, size] with T odd, got {tuple(windows.shape)}")
+    points = jnp.asarray(found["points"], jnp.float32)
+    n, m = points.shape[0], points.shape[1]
+    if n != len(windows):
+        raise ValueError(f"found['points'] has {n} rows for {len(windows)} windows")
+    iterations = _checks.positive_int("iterations", iterations)
+    count = jnp.asarray(found["count"], jnp.int32)
+    probability = jnp.asarray(found.get("probability", jnp.ones((n, m))), jnp.float32)
+    theta = jnp.concatenate([points[..., :2], jnp.asarray(found["brightness"], jnp.float32)[..., None]], -1)
+    fitted, cost = _polish_windows(
+        jnp.asarray(windows), theta, count, probability, jnp.float32(sigma), jnp.float32(noise_std),
+        float(saturation), iterations,
     )
-    return points, centre["count"], velocity
+    accepted = jnp.ones((n,), bool) if max_cost is None else cost <= max_cost
+    return jnp.where(accepted[:, None, None], fitted, points), accepted
