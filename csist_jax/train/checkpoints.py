@@ -8,7 +8,7 @@ and the files are written in the background (:meth:`Checkpoints.wait` before exi
 read (truncated or corrupted files, half-written directories) is reported by a ``RuntimeWarning`` naming
 its path; once an older one restores, the unreadable newer ones are moved to ``<directory>.unreadable/``
 (re-saving their step would otherwise be refused: Orbax keeps an existing step). When no checkpoint
-can be read, ``RuntimeError`` names the directory and nothing is moved.
+can be read, :class:`NoReadableCheckpoint` (a ``RuntimeError``) names the directory and nothing is moved.
 """
 
 from __future__ import annotations
@@ -18,6 +18,10 @@ import shutil
 import warnings
 
 import jax
+
+
+class NoReadableCheckpoint(RuntimeError):
+    """Checkpoints exist but none of them can be read."""
 
 
 class Checkpoints:
@@ -62,9 +66,9 @@ class Checkpoints:
             self._set_aside(unreadable)
             return state, step
         if steps:
-            raise RuntimeError(
+            raise NoReadableCheckpoint(
                 f"no readable checkpoint in {self.directory}: every one of steps {steps} failed to restore "
-                "(see the warnings above). Move or delete that directory to start the run afresh."
+                "(see the warnings above)."
             )
         return None
 

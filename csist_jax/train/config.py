@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
+import math
+import numbers
+
 import ml_collections
 import numpy as np
 
@@ -76,19 +80,85 @@ def default_config() -> ml_collections.ConfigDict:
     cfg.compute_dtype = "float32"
     # "" (off), "N" (N steps after this run's first) or "A,B" (steps A..B): jax.profiler trace
     cfg.profile_steps = ""
+    # start afresh in a workdir that holds an earlier run: its contents (checkpoints, logs, best/) are
+    # moved to workdir/previous-<time>/, never deleted. False (default): resume the workdir's run, or
+    # refuse when it cannot be resumed (results without a readable checkpoint, another experiment's
+    # config). It acts on every run that sets it: do not leave it on in a job that may be restarted.
+    cfg.restart = False
     return cfg
 
 
 def resolve(config) -> ml_collections.ConfigDict:
-    """``config`` over :func:`default_config` (missing fields take their defaults), checked."""
+    """``config`` over :func:`default_config` (missing fields take their defaults), checked.
+
+    Every field of ``config`` must be a field of :func:`default_config` (``model_config``: a field of
+    the model's class): a misspelt field raises naming it and the closest known name, rather than being
+    carried along unread (``ConfigDict.update`` adds unknown keys silently)."""
+    given = _as_dict(config)
     base = default_config()
-    base.update(config.to_dict() if hasattr(config, "to_dict") else config)
+    check_fields(given)
+    base.update(given)
     check(base)
+    # after check(): the model name and its window are known good, and named first when they are not
+    check_model_fields(base.model_config.to_dict(), base.model)
     return base
+
+
+def _as_dict(config) -> dict:
+    if hasattr(config, "to_dict"):
+        return config.to_dict()
+    return {k: _as_dict(v) if hasattr(v, "to_dict") or isinstance(v, dict) else v for k, v in config.items()}
+
+
+def _unknown(path: str, key: str, known, where: str) -> ValueError:
+    close = difflib.get_close_matches(key, sorted(known), n=1)
+    hint = f" (did you mean {path}{close[0]}?)" if close else ""
+    return ValueError(f"{path}{key} is not a field of {where}{hint}; its fields: {sorted(known)}")
+
+
+def check_fields(given: dict) -> None:
+    """Raise ``ValueError`` naming the first field of ``given`` (a config as a nested dict) that
+    :func:`default_config` does not have, with the closest known name (``model_config``:
+    :func:`check_model_fields`)."""
+    _check_keys(given, default_config().to_dict(), "config.", "the training config")
+
+
+def _check_keys(given: dict, known: dict, path: str, where: str) -> None:
+    for key, value in given.items():
+        if key not in known:
+            raise _unknown(path, key, known, where)
+        if isinstance(known[key], dict) and not isinstance(value, dict):
+            raise TypeError(f"{path}{key} must be a group of fields (a dict), got {value!r}")
+        if isinstance(known[key], dict) and path + key != "config.model_config":
+            _check_keys(value, known[key], f"{path}{key}.", f"{path}{key}")
+
+
+def check_model_fields(model_config: dict, model: str) -> None:
+    """Raise ``ValueError`` naming the first key of ``model_config`` that is not a module field of
+    ``model``'s class (with the closest one); the placeholders of :func:`default_config` may stay None."""
+    placeholders = default_config().model_config.to_dict()
+    fields = set(models.REGISTRY[model].cls.__dataclass_fields__) - {"parent", "name", "c", "q_init"}
+    for key, value in model_config.items():
+        if key in fields or (key in placeholders and value is None):
+            continue
+        raise _unknown("config.model_config.", key, fields, f"model {model!r}")
+
+
+def _check_finite(value, path: str) -> None:
+    """Raise ``ValueError`` naming the first NaN or infinite number in ``value`` (nested dicts, lists)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(item, f"{path}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _check_finite(item, path)
+    elif isinstance(value, numbers.Real) and not isinstance(value, bool) and not math.isfinite(value):
+        raise ValueError(f"{path} must be a finite number, got {value!r}")
 
 
 def check(config) -> None:
     """Raise ``ValueError`` / ``TypeError`` naming the first bad field of ``config``."""
+    _check_finite(config.to_dict(), "config")
     if config.model not in models.REGISTRY:
         raise ValueError(f"config.model must be one of {list(models.REGISTRY)}, got {config.model!r}")
     if config.data.dataset not in DATASETS:
@@ -120,8 +190,14 @@ def check(config) -> None:
     for field in ("seed", "num_steps", "checkpoint_every_steps", "q_init_size"):
         _checks.positive_int(f"config.{field}", config[field], minimum=0)
     _checks.positive_scalar("config.learning_rate", config.learning_rate)
-    if config.sym_weight < 0:
+    if not config.sym_weight >= 0:
         raise ValueError(f"config.sym_weight must be >= 0, got {config.sym_weight}")
+    # 0 would read as "the whole split" (10,000 validation frames): refused, a size must be given
+    _checks.positive_int("config.data.train_size", config.data.train_size)
+    _checks.positive_int("config.data.val_size", config.data.val_size)
+    _checks.positive_int("config.data.seed", config.data.seed, minimum=0)
+    if not isinstance(config.restart, bool):
+        raise TypeError(f"config.restart must be True or False, got {config.restart!r}")
     if config.compute_dtype not in COMPUTE_DTYPES:
         raise ValueError(
             f"config.compute_dtype must be one of {list(COMPUTE_DTYPES)}, got {config.compute_dtype!r}"

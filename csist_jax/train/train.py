@@ -2,7 +2,9 @@
 
 A run is a short sequence of named steps, each in its own module:
 
-1. **configuration** (:mod:`.config`): ``config`` over :func:`default_config`, every field checked;
+1. **configuration** (:mod:`.config`): ``config`` over :func:`default_config`, every field checked
+   (an unknown one named with the closest known name); then the **workdir** (:mod:`.workdir`): locked
+   for this run, and either resumable with this config, started afresh (``config.restart``) or refused;
 2. **data** (:mod:`.data`, :mod:`.device_data`): the training split put on the device once, shuffled
    there per epoch (a pure function of ``(seed, epoch)``); the validation split on the device in batches;
 3. **network and state** (:mod:`.step`): ``Q`` from the training labels, Adam, the state restored from
@@ -26,7 +28,13 @@ In ``workdir``:
   uninterrupted run;
 * ``best/`` the network with the best validation CSO-mAP so far (``csist_jax.models.load_checkpoint``);
 * ``metrics.jsonl`` (every logged row), ``train.csv`` / ``val.csv``, ``curves.png`` (loss and val mAP),
-  ``config.json``; ``profile/`` with ``config.profile_steps``.
+  ``config.json``; ``profile/`` with ``config.profile_steps``;
+* ``.lock`` (host, pid, start time) while a run trains: a second run on the workdir refuses, naming it;
+  a lock left by a killed run on the same host is taken over with a warning;
+* ``config_history.jsonl``: one line per resume (time, step, changed fields ``[old, new]``). A resume
+  may change only the cadence fields (``workdir.CADENCE``) and lengthen the run (constant schedule);
+  another change refuses naming each field. Results without a readable checkpoint are never started
+  over silently: ``config.restart=True`` moves the workdir's contents to ``previous-<time>/`` first.
 
 A NaN or infinite loss stops training with ``FloatingPointError`` naming the step; nothing after the last
 finite step is saved, so the last good checkpoint stays the latest.
@@ -49,8 +57,9 @@ from csist_jax.train import config as config_lib
 from csist_jax.train import data as data_lib
 from csist_jax.train import noise as noise_lib
 from csist_jax.train import step as step_lib
+from csist_jax.train import workdir as workdir_lib
 from csist_jax.train import writer as writer_lib
-from csist_jax.train.checkpoints import Checkpoints
+from csist_jax.train.checkpoints import Checkpoints, NoReadableCheckpoint
 from csist_jax.train.device_data import DeviceDataset
 from csist_jax.train.evaluation import Validator, make_mesh
 from csist_jax.train.loop import Schedule, TrainLoop, _copy
@@ -161,6 +170,49 @@ def train_and_evaluate(config, workdir: str) -> dict:
     workdir = os.path.abspath(os.fspath(workdir))
     os.makedirs(workdir, exist_ok=True)
     main_process = jax.process_index() == 0
+    lock = _lock(workdir, main_process)
+    try:
+        return _train(config, workdir, mesh, main_process)
+    finally:
+        lock.release()
+
+
+def _lock(workdir: str, main_process: bool) -> workdir_lib.Lock:
+    """The workdir's lock, taken by process 0; every process raises when it could not be taken."""
+    lock, error = workdir_lib.Lock(workdir, enabled=main_process), None
+    try:
+        lock.acquire()
+    except workdir_lib.WorkdirBusy as err:
+        error = err
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        taken = int(multihost_utils.broadcast_one_to_all(np.int32(error is None)))
+        if not taken and error is None:
+            error = workdir_lib.WorkdirBusy(f"{workdir}: process 0 could not take the lock (see its error)")
+    if error is not None:
+        raise error
+    return lock
+
+
+def _sync(name: str) -> None:
+    """Wait for every process (multi-host): process 0 prepares the workdir before the others read it."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def _train(config, workdir: str, mesh, main_process: bool) -> dict:
+    """:func:`train_and_evaluate` in a locked ``workdir``."""
+    workdir_lib.prepare(workdir, config.restart, main_process)
+    _sync("csist_jax.train: workdir prepared")
+    # a resume continues the same experiment: fields other than the cadence and length refused here,
+    # before the data is made; the length once the steps per epoch are known
+    saved = workdir_lib.saved_config(workdir) if workdir_lib.checkpoint_steps(workdir) else None
+    changes = (
+        {} if saved is None else workdir_lib.compare(workdir, saved, config, config_lib.default_config())
+    )
 
     train, val = _load_data(config)
     module, model_config = _build_network(config, train)
@@ -168,16 +220,27 @@ def train_and_evaluate(config, workdir: str) -> dict:
         train, batch_size=config.batch_size, seed=config.seed, mesh=mesh, window=config.window
     )
     optimizer = config_lib.optimizer(config, _total_steps(config, dataset.steps_per_epoch))
+    if saved is not None:
+        changes.update(
+            workdir_lib.length_change(
+                workdir, saved, config, config_lib.default_config(), dataset.steps_per_epoch
+            )
+        )
     validator = Validator(module, val, config, mesh)
 
     checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
     log = writer_lib.MetricsWriter(workdir, enabled=main_process)
-    state, start = _initial_state(module, optimizer, config, mesh, checkpoints)
+    try:
+        state, start = _initial_state(module, optimizer, config, mesh, checkpoints)
+    except NoReadableCheckpoint as err:
+        raise workdir_lib.NotResumable(f"{err} {workdir_lib.choices(workdir)}") from None
     if start:
         log.truncate_after(start)
+        if main_process:
+            note = None if saved is not None else "no config.json to compare with: this config written"
+            workdir_lib.record_resume(workdir, start, dict(sorted(changes.items())), config, note)
     elif main_process:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=1))
+        workdir_lib.write_config(workdir, config)
     schedule = _schedule(config, dataset.steps_per_epoch, start)
     steps, names, compile_seconds = _compile(
         module, optimizer, config, mesh, dataset, schedule, start, state, validator

@@ -11,6 +11,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 from csist_jax.models.layers import torch_default_bias, torch_default_kernel
@@ -121,11 +122,51 @@ class ChannelAttention(nn.Module):
         return x * y
 
 
+_CUBIC_A = -0.75  # PyTorch's bicubic coefficient (``F.interpolate``, ``nn.Upsample``)
+
+
+def _cubic_weights(t: np.ndarray) -> np.ndarray:
+    """The four taps' weights of Keys' cubic convolution kernel with ``a = -0.75`` (PyTorch's
+    ``upsample_bicubic2d``) at fractional offset ``t``, for the taps ``i0 - 1 .. i0 + 2``."""
+    a = _CUBIC_A
+
+    def near(d):  # |d| <= 1
+        return ((a + 2) * d - (a + 3)) * d * d + 1
+
+    def far(d):  # 1 < |d| < 2
+        return ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+
+    return np.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], axis=-1)
+
+
+def bicubic_matrix(in_size: int, c: int) -> np.ndarray:
+    """The ``[in_size c, in_size]`` matrix of PyTorch's bicubic interpolation by an integer factor ``c``
+    along one axis (``align_corners=False``): output ``i`` samples the source at ``(i + 0.5) / c - 0.5``,
+    taps ``floor(src) - 1 .. floor(src) + 2`` weighted by the ``a = -0.75`` cubic kernel, each tap's
+    index clamped to ``[0, in_size - 1]`` (border taps add onto the edge pixel; nothing renormalised)."""
+    out = np.arange(in_size * c)
+    src = (out + 0.5) / c - 0.5
+    i0 = np.floor(src)
+    weights = _cubic_weights(src - i0)
+    idx = np.clip(i0[:, None].astype(np.int64) + np.arange(-1, 3), 0, in_size - 1)
+    matrix = np.zeros((in_size * c, in_size))
+    np.add.at(matrix, (np.repeat(out, 4), idx.ravel()), weights.ravel())
+    return matrix
+
+
 def bicubic_upsample(x: Float[Array, "n h w ch"], c: int) -> Float[Array, "n hc wc ch"]:
-    """Bicubic interpolation by ``c`` (half-pixel centres, as ``nn.Upsample(mode="bicubic",
-    align_corners=False)``; JAX's Keys kernel uses ``a = -0.5`` where PyTorch uses ``-0.75``)."""
+    """Bicubic interpolation by the integer factor ``c`` in PyTorch's convention, as the toolkit's
+    ``F.interpolate(x, scale_factor=c, mode="bicubic", align_corners=False)``: half-pixel centres, the
+    ``a = -0.75`` cubic kernel and source indices clamped at the border (:func:`bicubic_matrix`; JAX's
+    ``jax.image.resize`` uses ``a = -0.5`` and renormalises the weights at the border instead). Separable:
+    one small dense matrix per axis, built at trace time and applied as a matmul in full float32 precision;
+    no parameters."""
     n, h, w, ch = x.shape
-    return jax.image.resize(x, (n, h * c, w * c, ch), method="bicubic")
+    rows = jnp.asarray(bicubic_matrix(h, c), x.dtype)
+    cols = jnp.asarray(bicubic_matrix(w, c), x.dtype)
+    hp = jax.lax.Precision.HIGHEST
+    x = jnp.einsum("oh,nhwc->nowc", rows, x, precision=hp)
+    return jnp.einsum("pw,nowc->nopc", cols, x, precision=hp)
 
 
 def to_map(x: Float[Array, "n hr hr 1"]) -> Float[Array, "n hr hr"]:
@@ -137,6 +178,7 @@ __all__ = [
     "ChannelAttention",
     "PReLU",
     "Upsampler",
+    "bicubic_matrix",
     "bicubic_upsample",
     "conv",
     "pixel_shuffle",

@@ -23,8 +23,10 @@ a weight-normalised grouped 3x3 conv (``group`` groups) to ``p^2 width`` channel
 shuffle by ``p``; the toolkit's handles 2^k, 3 and 5 (one conv per factor 2, one for 3, one for 5), which
 this reproduces, and the prime factorisation extends it to every ``c`` (7 included). The toolkit hard-codes
 the fusion width as ``64 * 13`` and FE's width as 32 (right only for 12 blocks of 64 channels); here they
-follow ``n_blocks`` and ``width``. The bicubic skip uses JAX's Keys kernel (``a = -0.5``) where PyTorch's
-``F.interpolate(mode="bicubic")`` uses ``a = -0.75`` (:func:`blocks.bicubic_upsample`).
+follow ``n_blocks`` and ``width``. The bicubic skip is the toolkit's ``F.interpolate(mode="bicubic",
+align_corners=False)`` in PyTorch's convention (the ``a = -0.75`` cubic kernel, source indices clamped at
+the border; :func:`blocks.bicubic_upsample`), not ``jax.image.resize``'s (``a = -0.5``, weights
+renormalised at the border), which differs by 5-7 % of the output's maximum on CSIST frames.
 
 Parameters at c = 3: 682,498 (head 704, blocks 12 x 45,312, fusion 53,376, up-sampler 84,096, tail 578;
 the weight-norm ``g`` vectors included), exactly PyTorch's ``sum(p.numel() for p in FENet().parameters())``

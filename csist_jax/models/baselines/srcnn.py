@@ -1,7 +1,8 @@
-"""SRCNN (Dong et al., 2014) as the CSIST toolkit trains it: bicubic up-sampling by ``c``, then three
-3x3 convolutions 1 -> 64 -> 32 -> 1 with ReLU between (the toolkit's variant: 3x3 kernels throughout,
-not the paper's 9-1-5). 19,393 parameters (published 0.019M in the CSIST-100K table; the SeqCSIST
-table's 15.84K belongs to a different configuration of that toolkit)."""
+"""SRCNN (Dong et al., 2014) as the CSIST toolkit trains it: bicubic up-sampling by ``c`` (PyTorch's
+``F.interpolate(mode="bicubic", align_corners=False)``: ``a = -0.75``, source indices clamped at the border;
+:func:`blocks.bicubic_upsample`), then three 3x3 convolutions 1 -> 64 -> 32 -> 1 with ReLU between (the
+toolkit's variant: 3x3 kernels throughout, not the paper's 9-1-5). 19,393 parameters (published 0.019M in
+the CSIST-100K table; the SeqCSIST table's 15.84K belongs to a different configuration of that toolkit)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,74 @@
+"""The shape of the code base: one registry whose kinds the classes declare, no branching on the model
+kind in the training route, imports only downward through the layers, and only ``csist_jax`` installed."""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import pathlib
+import re
+
+import pytest
+
+from csist_jax import models
+from csist_jax.models import kinds
+
+PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "csist_jax"
+#: the layers, bottom (0) to top; a package imports only from lower ranks (and ``_checks``)
+RANKS = {"_checks": -1, "physics": 0, "solvers": 1, "data": 1, "metrics": 1, "refine": 1, "models": 2,
+         "train": 3, "unmixing": 4, "__init__": 5}
+
+
+def test_every_registry_entry_declares_the_kind_of_its_class():
+    for name, entry in models.REGISTRY.items():
+        assert entry.kind == kinds.of(entry.cls), name
+    # every name list is derived from the registry
+    assert set(models.MODEL_NAMES) == set(models.names(kind=kinds.FRAME_MAPS))
+    assert set(models.SEQUENCE_MODEL_NAMES) == set(models.names(kind=kinds.WINDOW_MAPS))
+    assert set(models.LOCALIZER_NAMES) == {"localizer", "window_localizer"}
+    assert set(models.ALL_NAMES) == set(models.REGISTRY)
+
+
+def test_the_training_route_never_branches_on_the_model_kind():
+    pattern = re.compile(
+        r"is_localizer|is_sequence_model|LOCALIZER_NAMES|SEQUENCE_MODEL_NAMES|\.produces\b|\.consumes\b"
+        r"|kind\.windows\b|isinstance\([^)]*(Network|Localizer|DeRefNet)|\.KIND\b|getattr\(module, \"objective\""
+    )
+    hits = [
+        f"{path.name}:{i + 1}: {line.strip()}"
+        for path in sorted((PACKAGE / "train").glob("*.py"))
+        for i, line in enumerate(path.read_text().splitlines())
+        if pattern.search(line)
+    ]
+    assert not hits, hits
+
+
+def _imports(path: pathlib.Path) -> set[str]:
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("csist_jax"):
+            parts = node.module.split(".")
+            out |= {parts[1]} if len(parts) > 1 else {a.name for a in node.names}
+        elif isinstance(node, ast.Import):
+            out |= {a.name.split(".")[1] for a in node.names if a.name.startswith("csist_jax.")}
+    return out
+
+
+def test_imports_only_run_down_the_layers():
+    wrong = []
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE).parts
+        layer = parts[0].removesuffix(".py")
+        assert layer in RANKS, f"{path}: a new top-level module needs a layer in RANKS"
+        for target in _imports(path) - {layer}:
+            if RANKS.get(target, 99) >= RANKS[layer]:
+                wrong.append(f"{path.relative_to(PACKAGE)} imports csist_jax.{target}")
+    assert not wrong, wrong
+
+
+def test_only_csist_jax_is_installed_as_a_top_level_package():
+    try:
+        dist = importlib.metadata.distribution("csist-jax")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("csist-jax is not installed (pip install -e .)")
+    assert (dist.read_text("top_level.txt") or "").split() == ["csist_jax"]
