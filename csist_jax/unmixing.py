@@ -14,10 +14,10 @@ The library's best shipped method for the frames' noise level, behind one functi
    likelihood's optimum and scores them by the fit's predicted position error times the detector's
    probability. The fit is kept where it explains the frame (its cost, in units of the pixel variance,
    within the gate of :func:`polish_gate`); elsewhere the full search of :func:`csist_jax.refine.localize`
-   refits the frame (frames) or the detector's points stay (windows). Above ``POLISH_MAX_STD`` grey
-   levels the polish costs accuracy (the network's estimate, which carries the prior over scenes, beats
-   the fit's maximum likelihood: ``docs/results.md``, the noise table), so the detector's points are
-   returned as they are.
+   refits the frame (frames) or the detector's points stay (windows). This is for (nearly) noise-free
+   frames only: above ``POLISH_MAX_STD`` grey levels the polish costs accuracy (the network's estimate,
+   which carries the prior over scenes, beats the fit's maximum likelihood, even a fit started from the
+   truth: the noise table in ``docs/results.md``), so the detector's points are returned as they are.
 
 ``method`` picks one step of that chain instead: ``"learned"`` (detector only), ``"polish"`` (always
 polish), ``"fit"`` (:func:`csist_jax.refine.localize` alone, the only method for a PSF width other than
@@ -49,8 +49,10 @@ NETWORK_SIGMA = 0.5
 SIZE = 11
 #: the methods of :func:`unmix`
 METHODS = ("auto", "learned", "polish", "fit")
-#: above this read-noise std (grey levels) ``"auto"`` returns the learned points unpolished
-POLISH_MAX_STD = 1.5
+#: above this read-noise std (grey levels) ``"auto"`` returns the learned points unpolished: the polish
+#: helps on noise-free frames and costs accuracy from std 1 on (measured on validation frames, the
+#: noise table in ``docs/results.md``)
+POLISH_MAX_STD = 0.3
 
 
 def polish_gate(noise_std: float, pixels: int = SIZE * SIZE) -> float:
