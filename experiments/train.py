@@ -5,8 +5,12 @@
     python -m experiments.train --config=experiments/configs/dista_net_c3.py --workdir=gs://... \\
         --config.batch_size=256
 
-Any config field can be overridden (``--config.<field>=<value>``). Rerunning with the same ``--workdir``
-resumes from its latest checkpoint. On a multi-host GPU/TPU job ``jax.distributed`` is initialised from
+Any config field can be overridden (``--config.<field>=<value>``); an unknown field, in the file or on
+the command line, is an error. Rerunning with the same ``--workdir`` resumes from its latest checkpoint,
+with the same experiment (only the logging/validation/checkpoint cadence may change, and the run may be
+lengthened); a workdir in use by a live run, or with results but no readable checkpoint, is refused.
+``--config.restart=True`` starts afresh there, moving the earlier run to ``<workdir>/previous-<time>/``.
+On a multi-host GPU/TPU job ``jax.distributed`` is initialised from
 the environment. Library INFO logs (Orbax's checkpoint messages) are hidden unless ``--verbosity=0``.
 """
 
@@ -36,4 +40,11 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
+    import sys
+
+    if any(arg in ("--help", "-?", "--helpshort") for arg in sys.argv[1:]):
+        # absl prints the usage and exits with status 1 on --help; print the same and exit 0, like
+        # every other entry point of the project (tests/test_docs_commands.py runs each --help).
+        app.usage(shorthelp=True, writeto_stdout=True)
+        raise SystemExit(0)
     app.run(main)

@@ -1,0 +1,298 @@
+"""Durable runs and checked arguments (issue 23): a workdir belongs to one run (its lock), results are never
+silently started over, a resume continues the same experiment, and every config field is checked."""
+
+from __future__ import annotations
+
+import datetime
+import importlib.util
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from csist_jax import train
+from csist_jax.train import config as config_lib
+from csist_jax.train import workdir as workdir_lib
+
+
+def tiny_config(**overrides):
+    cfg = train.default_config()
+    cfg.model = "ista_net"
+    cfg.model_config.stages = 1
+    cfg.model_config.channels = 4
+    # equal split sizes: the data generator compiles once for both
+    cfg.data.train_size = 64
+    cfg.data.val_size = 64
+    cfg.batch_size = 16
+    cfg.num_epochs = 2
+    cfg.learning_rate = 1e-3
+    cfg.log_every_steps = 2
+    cfg.eval_batch_size = 32
+    cfg.progress = False
+    cfg.update(overrides)
+    return cfg
+
+
+def _files(directory) -> dict:
+    """``{relative path: bytes}`` of every file under ``directory``."""
+    out = {}
+    for root, _, names in os.walk(directory):
+        for name in names:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, directory)] = f.read()
+    return out
+
+
+def _rows(workdir) -> list[dict]:
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One finished tiny run (2 epochs of 4 steps): its workdir."""
+    workdir = tmp_path_factory.mktemp("finished")
+    result = train.train_and_evaluate(tiny_config(), str(workdir))
+    assert result["step"] == 8
+    assert not os.path.exists(workdir / ".lock"), "the lock is released when the run ends"
+    return workdir
+
+
+@pytest.fixture
+def copy(finished, tmp_path):
+    """A copy of the finished run's workdir to rerun in."""
+    workdir = tmp_path / "run"
+    shutil.copytree(finished, workdir)
+    return workdir
+
+
+def _write_lock(workdir, **holder) -> None:
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, ".lock"), "w") as f:
+        json.dump(holder, f)
+
+
+def _now() -> str:
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+# 1. a workdir belongs to one run ----------------------------------------------------------------------
+
+
+def test_a_second_run_on_a_live_workdir_refuses_naming_the_holder(tmp_path):
+    start = _now()
+    _write_lock(tmp_path, host=socket.gethostname(), pid=os.getpid(), start=start)
+    expected = f"in use by another run (host {socket.gethostname()}, pid {os.getpid()}, started {start})"
+    with pytest.raises(workdir_lib.WorkdirBusy, match=re.escape(f"{tmp_path} is in use")) as caught:
+        train.train_and_evaluate(tiny_config(), str(tmp_path))
+    assert expected in str(caught.value)
+    assert os.listdir(tmp_path) == [".lock"], "refused before writing anything"
+    with open(tmp_path / ".lock") as f:
+        assert json.load(f)["start"] == start, "the holder's lock is left alone"
+
+
+def test_a_lock_left_by_a_killed_run_is_reported_and_taken_over(copy):
+    pid = _dead_pid()
+    _write_lock(copy, host=socket.gethostname(), pid=pid, start="2024-01-01T00:00:00+00:00")
+    with pytest.warns(RuntimeWarning, match=rf"taking over the lock of a run that was killed .*pid {pid}"):
+        result = train.train_and_evaluate(tiny_config(), str(copy))
+    assert result["step"] == 8  # the finished run, resumed: no steps left
+    assert not os.path.exists(copy / ".lock")
+
+
+def test_a_lock_whose_pid_was_reused_or_on_another_host(tmp_path):
+    """The pid alive but started after the lock was written (a reboot reused it): taken over. Another
+    host's lock cannot be checked from here: refused, naming it and the file to delete."""
+    if os.path.exists("/proc/self/stat"):  # process start times are read from Linux's /proc
+        _write_lock(tmp_path, host=socket.gethostname(), pid=os.getpid(), start="2000-01-01T00:00:00+00:00")
+        with pytest.warns(RuntimeWarning, match="started after the lock was written"):
+            lock = workdir_lib.Lock(str(tmp_path)).acquire()
+        with open(tmp_path / ".lock") as f:
+            assert json.load(f)["start"] != "2000-01-01T00:00:00+00:00"
+        lock.release()
+        assert not os.path.exists(tmp_path / ".lock")
+    _write_lock(tmp_path, host="elsewhere", pid=_dead_pid(), start="2000-01-01T00:00:00+00:00")
+    with pytest.raises(workdir_lib.WorkdirBusy, match=r"host elsewhere.*delete .*\.lock"):
+        workdir_lib.Lock(str(tmp_path)).acquire()
+
+
+# 2. results are never silently started over -----------------------------------------------------------
+
+
+def test_results_without_a_checkpoint_are_refused_then_moved_aside_by_restart(copy):
+    shutil.rmtree(copy / "checkpoints")
+    best = _files(copy / "best")
+    old_rows = _rows(copy)
+    with pytest.raises(workdir_lib.NotResumable) as caught:
+        train.train_and_evaluate(tiny_config(), str(copy))
+    message = str(caught.value)
+    assert "holds the results of an earlier run (metrics.jsonl, best" in message
+    assert "another --workdir" in message and "config.restart=True" in message
+    assert _files(copy / "best") == best and _rows(copy) == old_rows
+    assert not os.path.exists(copy / ".lock")
+
+    with pytest.warns(UserWarning, match="config.restart: the earlier run in .* was moved to"):
+        result = train.train_and_evaluate(tiny_config(restart=True), str(copy))
+    assert result["step"] == 8
+    (previous,) = [d for d in os.listdir(copy) if d.startswith("previous-")]
+    assert _files(copy / previous / "best") == best and _rows(copy / previous) == old_rows
+    # the new logs are one history: each step once, in order
+    steps = [r["step"] for r in _rows(copy) if r["split"] == "train"]
+    assert steps == [2, 4, 6, 8]
+    assert sorted(int(s) for s in os.listdir(copy / "checkpoints")) == [4, 8]
+
+
+def test_unreadable_checkpoints_spell_out_the_choices(copy):
+    for root, _, names in os.walk(copy / "checkpoints"):
+        for name in names:
+            open(os.path.join(root, name), "w").close()  # every file of every checkpoint emptied
+    directory = os.path.join(copy, "checkpoints")
+    with (
+        pytest.warns(RuntimeWarning),
+        pytest.raises(RuntimeError, match=re.escape(f"no readable checkpoint in {directory}")) as caught,
+    ):
+        train.train_and_evaluate(tiny_config(), str(copy))
+    assert "config.restart=True" in str(caught.value) and "another --workdir" in str(caught.value)
+
+
+# 3. a resume continues the same experiment ------------------------------------------------------------
+
+
+def test_a_resume_with_another_learning_rate_is_refused_naming_the_field(copy):
+    saved = (copy / "config.json").read_text()
+    with pytest.raises(
+        workdir_lib.ConfigMismatch, match=r"config\.learning_rate: 0\.001 -> 0\.002"
+    ) as caught:
+        train.train_and_evaluate(tiny_config(learning_rate=2e-3, log_every_steps=4), str(copy))
+    assert "config.log_every_steps" not in str(caught.value), "a cadence change is not a difference"
+    assert (copy / "config.json").read_text() == saved
+    assert not os.path.exists(copy / "config_history.jsonl") and not os.path.exists(copy / ".lock")
+
+
+def test_a_resume_with_more_epochs_extends_the_run_and_is_recorded(copy):
+    result = train.train_and_evaluate(tiny_config(num_epochs=3, log_every_steps=4), str(copy))
+    assert result["step"] == 12
+    (line,) = (copy / "config_history.jsonl").read_text().splitlines()
+    entry = json.loads(line)
+    assert entry["step"] == 8 and entry["time"]
+    assert entry["changed"] == {"log_every_steps": [2, 4], "num_epochs": [2, 3]}
+    assert json.loads((copy / "config.json").read_text())["num_epochs"] == 3
+    val = [r["step"] for r in _rows(copy) if r["split"] == "val"]
+    assert val == [4, 8, 12]
+    # a shorter run than the saved one is refused (once the steps per epoch are known)
+    with pytest.raises(workdir_lib.ConfigMismatch, match=r"config\.num_epochs: 3 -> 2 .*shortens the run"):
+        train.train_and_evaluate(tiny_config(), str(copy))
+
+
+def test_what_a_resume_may_change():
+    saved = json.loads(tiny_config().to_json_best_effort())
+    defaults = train.default_config()
+
+    def compare(**overrides):
+        return workdir_lib.compare("w", saved, tiny_config(**overrides), defaults)
+
+    assert compare(eval_batch_size=64, progress=True, restart=True) == {
+        "eval_batch_size": (32, 64),
+        "progress": (False, True),
+    }
+    with pytest.raises(
+        workdir_lib.ConfigMismatch, match=r"config\.model_config\.stages: 1 -> 2.*config\.seed: 0 -> 1"
+    ):
+        cfg = tiny_config(seed=1)
+        cfg.model_config.stages = 2
+        workdir_lib.compare("w", saved, cfg, defaults)
+    with pytest.raises(workdir_lib.ConfigMismatch, match=r"config\.data\.train_size: 64 -> 128"):
+        compare(data={"train_size": 128})
+    # the length: the same total in another form, or longer under a constant schedule
+    assert workdir_lib.length_change("w", saved, tiny_config(num_steps=8), defaults, 4) == {
+        "num_steps": (0, 8)
+    }
+    assert workdir_lib.length_change("w", saved, tiny_config(num_steps=9), defaults, 4) == {
+        "num_steps": (0, 9)
+    }
+    with pytest.raises(workdir_lib.ConfigMismatch, match="shortens the run from 8 to 6 steps"):
+        workdir_lib.length_change("w", saved, tiny_config(num_steps=6), defaults, 4)
+    cosine = json.loads(tiny_config(schedule="cosine").to_json_best_effort())
+    with pytest.raises(workdir_lib.ConfigMismatch, match="schedule='cosine'"):
+        workdir_lib.length_change("w", cosine, tiny_config(schedule="cosine", num_epochs=3), defaults, 4)
+
+
+# 4. every config field checked ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"learning_rat": 1e-3},
+            r"config\.learning_rat is not a field .*did you mean config\.learning_rate\?",
+        ),
+        (
+            {"model_config": {"stage": 2}},
+            r"config\.model_config\.stage is not a field of model 'ista_net' "
+            r"\(did you mean config\.model_config\.stages\?",
+        ),
+        (
+            {"data": {"trian_size": 64}},
+            r"config\.data\.trian_size is not a field of config\.data "
+            r"\(did you mean config\.data\.train_size\?",
+        ),
+        (
+            {"model": "lista", "model_config": {"channels": 4}},
+            r"config\.model_config\.channels is not a field of model 'lista'",
+        ),
+        ({"sym_weight": float("nan")}, r"config\.sym_weight must be a finite number, got nan"),
+        ({"weight_decay": float("inf")}, r"config\.weight_decay must be a finite number, got inf"),
+        ({"count_weight": float("inf")}, r"config\.count_weight must be a finite number"),
+        ({"brightness_threshold": float("nan")}, r"config\.brightness_threshold must be a finite number"),
+        ({"learning_rate": float("nan")}, r"config\.learning_rate must be a finite number"),
+        (
+            {"model_config": {"step_init": float("nan")}},
+            r"config\.model_config\.step_init must be a finite number",
+        ),
+        ({"data": {"val_size": 0}}, r"config\.data\.val_size must be an integer >= 1, got 0"),
+    ],
+)
+def test_every_field_is_checked(tmp_path, overrides, message):
+    cfg = tiny_config()
+    cfg.update(overrides)
+    with pytest.raises(ValueError, match=message):
+        train.train_and_evaluate(cfg, str(tmp_path))
+    assert os.listdir(tmp_path) == [], "refused before the workdir is touched"
+
+
+def test_model_fields_beyond_the_placeholders_are_accepted():
+    cfg = tiny_config(model="dista_net")
+    cfg.model_config.hidden = 16
+    assert config_lib.resolve(cfg).model_config.hidden == 16
+    with pytest.raises(
+        ValueError, match=r"config\.model_config\.hiden .*did you mean config\.model_config\.hidden\?"
+    ):
+        config_lib.resolve({"model": "dista_net", "model_config": {"hiden": 16}})
+
+
+def test_a_misspelt_field_in_a_config_file_is_named(tmp_path):
+    path = tmp_path / "my_config.py"
+    path.write_text(
+        "from csist_jax import train\n\n\ndef get_config():\n"
+        "    cfg = train.default_config()\n    cfg.num_epoch = 3\n    return cfg\n"
+    )
+    spec = importlib.util.spec_from_file_location("my_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(
+        ValueError, match=r"config\.num_epoch is not a field .*did you mean config\.num_epochs\?"
+    ):
+        config_lib.resolve(module.get_config())
