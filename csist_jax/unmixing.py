@@ -93,7 +93,8 @@ def _frames(name: str, array, ndim: int, shape: str):
     _checks.finite(name, array)
     if array.size and (array.min() < -0.5 or array.max() > 255.5):
         raise ValueError(
-            f"{name} must be on the 0..255 scale of 8-bit frames, got values in [{array.min()}, {array.max()}]"
+            f"{name} must be on the 0..255 scale of 8-bit frames, "
+            f"got values in [{array.min()}, {array.max()}]"
             " (rescale the frames to grey levels first)"
         )
     return array.astype(np.float32)
@@ -116,7 +117,8 @@ def _method(method: str, sigma: float, noise: float) -> str:
         return "polish" if noise <= POLISH_MAX_STD else "learned"
     if method in ("learned", "polish") and not np.isclose(sigma, NETWORK_SIGMA):
         raise ValueError(
-            f"method={method!r} runs the shipped networks, trained at sigma={NETWORK_SIGMA}; got sigma={sigma} "
+            f"method={method!r} runs the shipped networks, trained at sigma={NETWORK_SIGMA}; "
+            f"got sigma={sigma} "
             "(use method='fit' or 'auto')"
         )
     return method
@@ -131,7 +133,9 @@ def _detect(name: str, inputs: tuple, batch_size: int) -> dict:
         chunk = [jnp.asarray(x[lo : lo + batch_size]) for x in inputs]
         rows = chunk[0].shape[0]
         if rows < batch_size and n > batch_size:  # one compiled shape: pad the last chunk
-            chunk = [jnp.concatenate([x, jnp.zeros((batch_size - rows,) + x.shape[1:], x.dtype)]) for x in chunk]
+            chunk = [
+                jnp.concatenate([x, jnp.zeros((batch_size - rows,) + x.shape[1:], x.dtype)]) for x in chunk
+            ]
         out = apply(variables, *chunk)
         parts.append(jax.tree.map(lambda a, rows=rows: np.asarray(a)[:rows], out))
     return jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
@@ -173,7 +177,10 @@ def unmix(
 
     if len(frames) == 0:
         points, count = _empty(5 if chosen == "fit" else 8)
-        found = {"brightness": np.zeros(points.shape[:2], np.float32), "position_std": np.zeros(points.shape[:2])}
+        found = {
+            "brightness": np.zeros(points.shape[:2], np.float32),
+            "position_std": np.zeros(points.shape[:2]),
+        }
     elif chosen == "fit":
         found = refine.fit_sources(frames, sigma=sigma, noise_std=noise)
     else:

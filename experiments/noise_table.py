@@ -71,7 +71,8 @@ def _shipped(name: str):
     def run(images, frame=None):
         inputs = (images,) if frame is None else (images, frame)
         parts = [
-            decode(variables, *(jnp.asarray(x[i : i + 1000]) for x in inputs)) for i in range(0, len(images), 1000)
+            decode(variables, *(jnp.asarray(x[i : i + 1000]) for x in inputs))
+            for i in range(0, len(images), 1000)
         ]
         return jax.tree.map(lambda *xs: np.concatenate([np.asarray(x) for x in xs]), *parts)
 
@@ -97,7 +98,10 @@ def csist_methods(args) -> dict:
     grid_noise = _network(os.path.join(CHECKPOINTS, "ista_net_plus_noise_c3_cpu"))
     img = lambda d: np.asarray(d["image"], np.float32)  # noqa: E731
     return {
-        "exact HR label, on its grid (reference)": ("maps", lambda d, s: {"maps": physics.hr_label(d["targets"], 3)}),
+        "exact HR label, on its grid (reference)": (
+            "maps",
+            lambda d, s: {"maps": physics.hr_label(d["targets"], 3)},
+        ),
         "ML fit from the truth, true count (reference)": (
             "points",
             lambda d, s: refine.polish(img(d), _truth(d), noise_std=s, iterations=20, max_cost=1e30),
@@ -111,7 +115,10 @@ def csist_methods(args) -> dict:
         "learned, trained noise-free + polish": ("points", lambda d, s: _polish(img(d), free(img(d)), s)),
         "learned, noise-trained": ("points", lambda d, s: noisy(img(d))),
         "learned, noise-trained + polish": ("points", lambda d, s: _polish(img(d), noisy(img(d)), s)),
-        "csist_jax.unmix (std estimated)": ("points", lambda d, s: dict(zip(("points", "count"), csist_jax.unmix(d["image"])))),
+        "csist_jax.unmix (std estimated)": (
+            "points",
+            lambda d, s: dict(zip(("points", "count"), csist_jax.unmix(d["image"]))),
+        ),
         "ISTA-Net+, trained noise-free, on its grid": ("maps", lambda d, s: grid_free(img(d))),
         "ISTA-Net+, noise-trained, on its grid": ("maps", lambda d, s: grid_noise(img(d))),
     }
@@ -138,10 +145,19 @@ def seq_methods(args) -> dict:
         return {"points": points, "count": d["count"]}
 
     return {
-        "exact HR label, on its grid (reference)": ("maps", lambda d, s: {"maps": physics.hr_label(d["targets"], 3)}),
+        "exact HR label, on its grid (reference)": (
+            "maps",
+            lambda d, s: {"maps": physics.hr_label(d["targets"], 3)},
+        ),
         "joint window fit from the truth, true count (reference)": ("points", truth_fit),
-        "localize_windows, centre-frame start (old search)": ("points", lambda d, s: windows_fit(d, s, "centre")),
-        "localize_windows, every frame's start (new search)": ("points", lambda d, s: windows_fit(d, s, "all")),
+        "localize_windows, centre-frame start (old search)": (
+            "points",
+            lambda d, s: windows_fit(d, s, "centre"),
+        ),
+        "localize_windows, every frame's start (new search)": (
+            "points",
+            lambda d, s: windows_fit(d, s, "all"),
+        ),
         "window localiser, noise-trained": ("points", lambda d, s: window_net(win(d), frame(d))),
         "window localiser, noise-trained + window polish": ("points", polished),
         "csist_jax.unmix_windows (std estimated)": (
@@ -163,7 +179,10 @@ def score(kind: str, decoded: dict, data: dict, threshold: float) -> dict:
 
 
 def run_dataset(name, methods, make_data, stds, threshold, bar) -> list[dict]:
-    rows = {m: {"method": m, "kind": kind, "mAP": {}, "count_accuracy": {}, "seconds": {}} for m, (kind, _) in methods.items()}
+    rows = {
+        m: {"method": m, "kind": kind, "mAP": {}, "count_accuracy": {}, "seconds": {}}
+        for m, (kind, _) in methods.items()
+    }
     for std in stds:
         data = make_data(std)
         for method, (kind, fn) in methods.items():
@@ -182,7 +201,11 @@ def run_dataset(name, methods, make_data, stds, threshold, bar) -> list[dict]:
 
 
 def table(title: str, rows: list[dict], stds, published: dict | None = None) -> str:
-    header = ["method"] + [f"std {s:g}" for s in stds] + ["count acc. % (std " + " / ".join(f"{s:g}" for s in stds) + ")"]
+    header = (
+        ["method"]
+        + [f"std {s:g}" for s in stds]
+        + ["count acc. % (std " + " / ".join(f"{s:g}" for s in stds) + ")"]
+    )
     body = []
     for r in rows:
         counts = r["count_accuracy"]
@@ -190,7 +213,9 @@ def table(title: str, rows: list[dict], stds, published: dict | None = None) -> 
         body.append([r["method"]] + [r["mAP"].get(s) for s in stds] + [acc])
     for name, values in (published or {}).items():
         body.append([name] + [values.get(s) for s in stds] + ["–"])
-    return f"### {title}\n\nCSO-mAP x100 per read-noise std (grey levels)\n\n" + report.markdown_table(header, body)
+    return f"### {title}\n\nCSO-mAP x100 per read-noise std (grey levels)\n\n" + report.markdown_table(
+        header, body
+    )
 
 
 def figure(path: str, results: dict, stds) -> None:
@@ -217,10 +242,18 @@ def figure(path: str, results: dict, stds) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, default=10_000, help="CSIST-100K test frames per std (default 10,000)")
-    parser.add_argument("--trajectories", type=int, default=64, help="SeqCSIST test trajectories (16 windows each)")
-    parser.add_argument("--stds", default=",".join(f"{s:g}" for s in STDS), help="read-noise stds, comma-separated")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--frames", type=int, default=10_000, help="CSIST-100K test frames per std (default 10,000)"
+    )
+    parser.add_argument(
+        "--trajectories", type=int, default=64, help="SeqCSIST test trajectories (16 windows each)"
+    )
+    parser.add_argument(
+        "--stds", default=",".join(f"{s:g}" for s in STDS), help="read-noise stds, comma-separated"
+    )
     parser.add_argument("--datasets", default="csist100k,seqcsist", help="which tables: csist100k, seqcsist")
     parser.add_argument("--out", default="outputs/noise_table", help="output stem: OUT.md, OUT.json, OUT.png")
     args = parser.parse_args(argv)
@@ -254,11 +287,17 @@ def main(argv=None) -> int:
         print(f"noise_table: {error}", file=sys.stderr)
         return 1
     results, sections = {}, []
-    with tqdm(total=sum(len(m) for m, *_ in plan.values()) * len(stds), unit="cell", desc="noise table") as bar:
+    with tqdm(
+        total=sum(len(m) for m, *_ in plan.values()) * len(stds), unit="cell", desc="noise table"
+    ) as bar:
         for name, (methods, make, threshold, published) in plan.items():
             rows = run_dataset(name, methods, make, stds, threshold, bar)
             results[name] = (rows, published)
-            n = f"{args.frames:,} test frames" if name == "CSIST-100K" else f"{16 * args.trajectories:,} test windows"
+            n = (
+                f"{args.frames:,} test frames"
+                if name == "CSIST-100K"
+                else f"{16 * args.trajectories:,} test windows"
+            )
             sections.append(table(f"{name}, {n} per std", rows, stds, published))
     command = "python -m experiments.noise_table " + " ".join(argv if argv is not None else sys.argv[1:])
     markdown = f"## Read noise\n\n`{command.strip()}`\n\n" + "\n\n".join(sections)

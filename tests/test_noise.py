@@ -23,7 +23,9 @@ def test_training_noise_has_the_statistics_of_sensor_observe():
         drawn = np.asarray(noise_lib.Noise((std, std), (background, background)).draw(key, clean))
         keys = jax.random.split(jax.random.PRNGKey(8), len(clean))
         observed = np.asarray(
-            jax.vmap(lambda k, f: physics.sensor.observe(k, f, noise_std=std, background=background))(keys, clean)
+            jax.vmap(
+                lambda k, f, s=std, b=background: physics.sensor.observe(k, f, noise_std=s, background=b)
+            )(keys, clean)
         ).astype(np.float32)
         assert np.all(drawn == np.round(drawn)) and drawn.min() >= 0 and drawn.max() <= 255
         diff_d, diff_o = drawn - np.asarray(clean), observed - np.asarray(clean)
@@ -76,7 +78,9 @@ def test_count_term_against_a_hand_computed_case():
 
 def test_window_search_from_every_frame_never_ends_worse_than_from_the_centre():
     windows = seqcsist.windows(seqcsist.generate(3, 1, noise_std=3.0))["image"][:6].astype(np.float32)
-    one = lambda starts: jax.jit(jax.vmap(lambda w: localize_window(w, noise_std=3.0, starts=starts)))(windows)
+    one = lambda starts: jax.jit(jax.vmap(lambda w: localize_window(w, noise_std=3.0, starts=starts)))(
+        windows
+    )
     centre, every = one("centre"), one("all")
     # the centre frame's start is one of the starts, so the kept criterion can only be lower or equal
     assert np.all(np.asarray(every["criterion"]) <= np.asarray(centre["criterion"]) + 1e-3)
@@ -110,7 +114,8 @@ def test_a_killed_noise_trained_run_resumes_bit_identically(tmp_path, monkeypatc
     clean.data.background = (0.0, 0.0)
     noise_free = train.train_and_evaluate(clean, str(tmp_path / "clean"))
     assert not np.array_equal(
-        np.asarray(jax.tree.leaves(reference["params"])[0]), np.asarray(jax.tree.leaves(noise_free["params"])[0])
+        np.asarray(jax.tree.leaves(reference["params"])[0]),
+        np.asarray(jax.tree.leaves(noise_free["params"])[0]),
     ), "the noise must reach the updates"
     dispatch = loop.TrainLoop._dispatch
 
@@ -140,7 +145,10 @@ def window_localizer():
 
 def test_window_localizer_is_a_window_points_model_with_the_localiser_heads(window_localizer):
     net, variables, windows, frame, targets = window_localizer
-    assert kinds.of(net) == kinds.WINDOW_POINTS and models.REGISTRY["window_localizer"].kind == kinds.WINDOW_POINTS
+    assert (
+        kinds.of(net) == kinds.WINDOW_POINTS
+        and models.REGISTRY["window_localizer"].kind == kinds.WINDOW_POINTS
+    )
     out = net.apply(variables, windows, frame)
     assert out["logit"].shape == (4, 33, 33) and out["position"].shape == (4, 33, 33, 2)
     found = net.decode(out)

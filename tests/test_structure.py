@@ -15,8 +15,18 @@ from csist_jax.models import kinds
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "csist_jax"
 #: the layers, bottom (0) to top; a package imports only from lower ranks (and ``_checks``)
-RANKS = {"_checks": -1, "physics": 0, "solvers": 1, "data": 1, "metrics": 1, "refine": 1, "models": 2,
-         "train": 3, "unmixing": 4, "__init__": 5}
+RANKS = {
+    "_checks": -1,
+    "physics": 0,
+    "solvers": 1,
+    "data": 1,
+    "metrics": 1,
+    "refine": 1,
+    "models": 2,
+    "train": 3,
+    "unmixing": 4,
+    "__init__": 5,
+}
 
 
 def test_every_registry_entry_declares_the_kind_of_its_class():
@@ -32,7 +42,8 @@ def test_every_registry_entry_declares_the_kind_of_its_class():
 def test_the_training_route_never_branches_on_the_model_kind():
     pattern = re.compile(
         r"is_localizer|is_sequence_model|LOCALIZER_NAMES|SEQUENCE_MODEL_NAMES|\.produces\b|\.consumes\b"
-        r"|kind\.windows\b|isinstance\([^)]*(Network|Localizer|DeRefNet)|\.KIND\b|getattr\(module, \"objective\""
+        r"|kind\.windows\b|isinstance\([^)]*(Network|Localizer|DeRefNet)|\.KIND\b"
+        r"|getattr\(module, \"objective\""
     )
     hits = [
         f"{path.name}:{i + 1}: {line.strip()}"

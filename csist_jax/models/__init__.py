@@ -36,6 +36,7 @@ from csist_jax.models.layers import MapNetwork, UnfoldingNetwork, WindowNetwork,
 from csist_jax.models.lista import LISTA
 from csist_jax.models.localizer import Localizer, WindowLocalizer
 
+
 @dataclasses.dataclass(frozen=True)
 class Entry:
     """One model of the registry: its class (imported on first use for the baselines), the published
@@ -124,7 +125,9 @@ REGISTRY: dict[str, Entry] = {
 def names(*, kind: kinds.Kind | None = None, family: str | None = None) -> tuple[str, ...]:
     """The registry's names, in registry order, of one ``kind`` and/or ``family`` (None: any)."""
     return tuple(
-        n for n, e in REGISTRY.items() if (kind is None or e.kind == kind) and (family is None or e.family == family)
+        n
+        for n, e in REGISTRY.items()
+        if (kind is None or e.kind == kind) and (family is None or e.family == family)
     )
 
 

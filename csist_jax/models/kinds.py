@@ -74,7 +74,9 @@ class Kind:
         """The arrays of ``batch`` (``image``, and for windows ``frame``) the model's ``apply`` reads."""
         missing = [k for k in self.input_keys() if batch.get(k) is None]
         if missing:
-            raise ValueError(f"a {self.name} model needs the batch entries {missing} (windows and their centre indices)")
+            raise ValueError(
+                f"a {self.name} model needs the batch entries {missing} (windows and their centre indices)"
+            )
         return tuple(batch[k] for k in self.input_keys())
 
     def example_inputs(self, module, n: int = 1, window: int | None = None) -> tuple:
@@ -83,7 +85,9 @@ class Kind:
         if not self.windows:
             return (frames,)
         window = window or 5
-        return jnp.zeros((n, window, module.size, module.size), jnp.float32), jnp.full((n,), window // 2, jnp.int32)
+        return jnp.zeros((n, window, module.size, module.size), jnp.float32), jnp.full(
+            (n,), window // 2, jnp.int32
+        )
 
     def centre_frames(self, images):
         """The frames a prediction is of: the frames themselves, or each window's centre frame."""
@@ -98,7 +102,10 @@ class Kind:
                     f"and an odd config.window >= 3, got {dataset!r} and {window}"
                 )
         elif window:
-            raise ValueError(f"config.window must be 0 for the single-frame model {name!r} (it sees one frame), got {window}")
+            raise ValueError(
+                f"config.window must be 0 for the single-frame model {name!r} (it sees one frame), "
+                f"got {window}"
+            )
 
     # what it produces ------------------------------------------------------------------------------
 
@@ -128,7 +135,10 @@ def of(module) -> Kind:
     """The kind ``module`` (a model of :mod:`csist_jax.models`, or any module with ``KIND``) declares."""
     kind = getattr(module, "KIND", None)
     if not isinstance(kind, Kind):
-        raise TypeError(f"{type(module).__name__} declares no model kind (a class attribute KIND of csist_jax.models.kinds)")
+        raise TypeError(
+            f"{type(module).__name__} declares no model kind "
+            "(a class attribute KIND of csist_jax.models.kinds)"
+        )
     return kind
 
 

@@ -239,7 +239,9 @@ class WindowLocalizer(Localizer):
             raise ValueError(f"windows must have an odd number of frames, got {t}")
         h = self._frame_features(z.reshape(n * t, m, m), q, prefix="frame_")
         h = h.reshape(n, t, m, m, self.channels).transpose(0, 2, 3, 1, 4).reshape(n, m, m, t * self.channels)
-        h = nn.relu(nn.Conv(self.context_channels, (3, 3), padding="SAME", dtype=z.dtype, name="context_stem")(h))
+        h = nn.relu(
+            nn.Conv(self.context_channels, (3, 3), padding="SAME", dtype=z.dtype, name="context_stem")(h)
+        )
         h = _residual_blocks(h, self.context_stages, self.context_channels, z.dtype, "context_")
         return self._heads(h)
 

@@ -195,7 +195,9 @@ def count_term(probability: Float[Array, "n cells"], count: Int[Array, " n"]) ->
     p = _at_least_float32(probability)
     expected = jnp.sum(p, axis=1)
     variance = jnp.sum(p * (1 - p), axis=1) + 1e-6
-    return 0.5 * (jnp.asarray(count, p.dtype) - expected) ** 2 / variance + 0.5 * jnp.log(2 * jnp.pi * variance)
+    return 0.5 * (jnp.asarray(count, p.dtype) - expected) ** 2 / variance + 0.5 * jnp.log(
+        2 * jnp.pi * variance
+    )
 
 
 def frame_multiplicity(frame: Int[Array, "..."], window: int, n_frames: int = N_FRAMES) -> Int[Array, "..."]:

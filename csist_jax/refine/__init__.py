@@ -19,9 +19,9 @@ from csist_jax.refine.crb import fisher_information, position_crb, rmse_bound
 from csist_jax.refine.fit import fit_one
 from csist_jax.refine.lm import levenberg_marquardt
 from csist_jax.refine.localize import fit_sources, localize, localize_one
+from csist_jax.refine.noise import estimate_noise
 from csist_jax.refine.polish import polish, polish_one
 from csist_jax.refine.score import SCORE_SCALE, pixel_variance, position_score
-from csist_jax.refine.noise import estimate_noise
 from csist_jax.refine.sequence import fit_window, localize_window, localize_windows, polish_windows
 
 __all__ = [

@@ -118,7 +118,9 @@ def estimate_noise(
     groups = frames.reshape(frames.shape[0], -1, *frames.shape[-2:])  # [n, T, H, W]
     flat = groups.reshape(-1, *frames.shape[-2:])
     if 2 * exclusion + 1 >= flat.shape[-1]:
-        raise ValueError(f"exclusion={exclusion} leaves no background pixel in {flat.shape[-1]} x {flat.shape[-1]} frames")
+        raise ValueError(
+            f"exclusion={exclusion} leaves no background pixel in {flat.shape[-1]} x {flat.shape[-1]} frames"
+        )
     mask = background_pixels(flat, exclusion)
     levels = np.clip(np.rint(flat.astype(np.float64)), 0, saturation).astype(np.int64)
     n_levels = int(saturation) + 1

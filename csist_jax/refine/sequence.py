@@ -171,7 +171,12 @@ def localize_window(
     index = jnp.asarray(_start_frames(frames.shape[0], starts))
     single = jax.vmap(
         lambda z: localize_one(
-            z, sigma=sigma, noise_std=noise_std, max_sources=max_sources, saturation=saturation, penalty=penalty
+            z,
+            sigma=sigma,
+            noise_std=noise_std,
+            max_sources=max_sources,
+            saturation=saturation,
+            penalty=penalty,
         )
     )(frames[index])
     thetas = jnp.concatenate([single["points"][..., :2], single["brightness"][..., None]], axis=-1)
@@ -308,8 +313,14 @@ def polish_windows(
     probability = jnp.asarray(found.get("probability", jnp.ones((n, m))), jnp.float32)
     theta = jnp.concatenate([points[..., :2], jnp.asarray(found["brightness"], jnp.float32)[..., None]], -1)
     fitted, cost = _polish_windows(
-        jnp.asarray(windows), theta, count, probability, jnp.float32(sigma), jnp.float32(noise_std),
-        float(saturation), iterations,
+        jnp.asarray(windows),
+        theta,
+        count,
+        probability,
+        jnp.float32(sigma),
+        jnp.float32(noise_std),
+        float(saturation),
+        iterations,
     )
     accepted = jnp.ones((n,), bool) if max_cost is None else cost <= max_cost
     return jnp.where(accepted[:, None, None], fitted, points), accepted

@@ -61,7 +61,9 @@ def _network_inputs(module, arrays: dict) -> list[np.ndarray]:
     """The arrays a model reads besides its variables (its kind's inputs): ``[image]``, or for windows
     ``[image, frame]``."""
     kind = kinds.of(module)
-    return [np.asarray(a, np.int32) if k == "frame" else a for k, a in zip(kind.input_keys(), kind.inputs(arrays))]
+    return [
+        np.asarray(a, np.int32) if k == "frame" else a for k, a in zip(kind.input_keys(), kind.inputs(arrays))
+    ]
 
 
 def _global_batch(array: np.ndarray, sharding: NamedSharding) -> jax.Array:
@@ -163,7 +165,9 @@ def scores(module, outputs, arrays: dict, brightness_threshold: float) -> dict:
         out.update(point_scores(decoded, arrays))
     if "maps" in decoded:
         out.update(
-            map_scores(decoded, arrays, c=module.c, size=module.size, brightness_threshold=brightness_threshold)
+            map_scores(
+                decoded, arrays, c=module.c, size=module.size, brightness_threshold=brightness_threshold
+            )
         )
     return out
 

@@ -42,7 +42,10 @@ class Noise:
     background: tuple[float, float] = (0.0, 0.0)
 
     def __post_init__(self):
-        for name, (lo, hi) in (("config.data.noise_std", self.std), ("config.data.background", self.background)):
+        for name, (lo, hi) in (
+            ("config.data.noise_std", self.std),
+            ("config.data.background", self.background),
+        ):
             _checks.finite(name, np.asarray([lo, hi], np.float64))
             if not 0.0 <= lo <= hi:
                 raise ValueError(f"{name} must be a range (lo, hi) with 0 <= lo <= hi, got ({lo}, {hi})")

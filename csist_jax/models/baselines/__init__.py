@@ -8,7 +8,8 @@ the tests and the CPU tables use, and its ``PARAMS_C3`` our parameter count at t
 
 The registry below maps a name of ``csist_jax.models.create`` to ``(module, class)`` in this package,
 imported on first use (several of these modules are large). Adding a method: a module here with its
-class, ``SMALL`` and ``PARAMS_C3``; a line in :data:`ZOO`; its published parameter counts in :data:`PUBLISHED_PARAMS`; its entry in ``csist_jax.models.REGISTRY``;
+class, ``SMALL`` and ``PARAMS_C3``; a line in :data:`ZOO` (its entry in ``csist_jax.models.REGISTRY``
+follows from it); its published parameter counts in :data:`PUBLISHED_PARAMS`;
 the shared tests (``tests/test_baselines.py``) then cover it (docs/adding_a_method.md).
 """
 
