@@ -2,9 +2,11 @@ r"""One call for users: ``unmix(images)`` / ``unmix_windows(windows)`` -> points
 
 The library's best shipped method for the frames' noise level, behind one function:
 
-1. **The noise level.** ``noise_std=None`` estimates the sensor's read noise from the frames
+1. **The sensor.** ``noise_std=None`` estimates the sensor's read noise from the frames
    (:func:`csist_jax.refine.estimate_noise`: a maximum-likelihood fit of the rounded, clipped Gaussian
-   background, once per call); a given ``noise_std`` is used as is.
+   background, once per call); a given ``noise_std`` is used as is. A background offset (estimated the
+   same way, or given as ``background``) is subtracted, so a sensor with an offset looks like the
+   offset-free one the networks were trained on.
 2. **Detection.** The noise-trained learned localiser shipped in ``csist_jax/checkpoints/``
    (single frames: ``localizer_noise_c3``; windows: ``window_localizer_noise_c3``, which also reads the
    neighbouring frames) gives the count and a start for every target, decoded by
@@ -100,12 +102,25 @@ def _frames(name: str, array, ndim: int, shape: str):
     return array.astype(np.float32)
 
 
-def _noise(frames: np.ndarray, noise_std) -> float:
-    if noise_std is None:
+def _sensor(frames: np.ndarray, noise_std, background) -> tuple[np.ndarray, float, float]:
+    """``(frames with the background offset removed, read-noise std, background)``: each estimated from
+    the frames (:func:`csist_jax.refine.estimate_noise`) when None, else checked and used as given."""
+    if len(frames) == 0:
+        return frames, float(noise_std or 0.0), float(background or 0.0)
+    if noise_std is None or background is None:
         from csist_jax.refine.noise import estimate_noise
 
-        return float(estimate_noise(frames)["noise_std"])
-    return _checks.nonnegative_scalar("noise_std", noise_std)
+        estimate = estimate_noise(frames)
+    std = estimate["noise_std"] if noise_std is None else _checks.nonnegative_scalar("noise_std", noise_std)
+    offset = (
+        estimate["background"] if background is None else _checks.nonnegative_scalar("background", background)
+    )
+    offset = float(np.round(max(offset, 0.0)))
+    if offset:
+        # a sensor with a background offset b stores round(clean + b + noise); minus the integer b and
+        # clipped at 0, that is the frame of the same sensor without offset (what the networks learned)
+        frames = np.clip(frames - offset, 0.0, 255.0)
+    return frames, float(std), offset
 
 
 def _method(method: str, sigma: float, noise: float) -> str:
@@ -151,6 +166,7 @@ def unmix(
     noise_std: float | None = None,
     sigma: float = 0.5,
     method: str = "auto",
+    background: float | None = None,
     batch_size: int = 2048,
     return_details: bool = False,
 ):
@@ -161,8 +177,12 @@ def unmix(
       noise_std: the sensor's read-noise std in grey levels; None: estimated from ``images``.
       sigma: the PSF width in pixels (the shipped networks know 0.5; another width runs the fit).
       method: ``"auto"`` (module docstring), ``"learned"``, ``"polish"`` or ``"fit"``.
+      background: the sensor's background offset in grey levels, removed before unmixing (rounded to
+        an integer level; the frames are then clipped at 0 again, which makes them frames of the same
+        sensor without offset); None: estimated with the noise (0 for the released datasets).
       batch_size: frames per network call.
-      return_details: also return a dict with ``"noise_std"`` (used), ``"method"`` (run),
+      return_details: also return a dict with ``"noise_std"`` and ``"background"`` (used), ``"method"``
+        (run),
         ``"brightness"`` ``[n, M]`` and ``"position_std"`` ``[n, M]`` (px).
 
     Returns ``points`` (x the row, y the column, SPEC sec. 2; rows beyond ``count`` are zero) and
@@ -171,7 +191,7 @@ def unmix(
     frames = _frames("images", images, 3, "[n, 11, 11]")
     _checks.positive_scalar("sigma", sigma)
     _checks.positive_int("batch_size", batch_size)
-    noise = _noise(frames, noise_std) if len(frames) else float(noise_std or 0.0)
+    frames, noise, offset = _sensor(frames, noise_std, background)
     chosen = _method(method, float(sigma), noise)
     from csist_jax import refine
 
@@ -200,6 +220,7 @@ def unmix(
         return points, count
     details = {
         "noise_std": noise,
+        "background": offset,
         "method": chosen,
         "brightness": np.asarray(found["brightness"], np.float32),
         "position_std": np.asarray(found["position_std"], np.float32),
@@ -213,6 +234,7 @@ def unmix_windows(
     noise_std: float | None = None,
     sigma: float = 0.5,
     method: str = "auto",
+    background: float | None = None,
     batch_size: int = 1024,
     return_details: bool = False,
 ):
@@ -221,7 +243,7 @@ def unmix_windows(
     Args:
       windows: ``[n, T, 11, 11]`` frames (``T`` odd; the shipped network reads ``T = 5``; other lengths
         run the fit), uint8 or float 0..255, e.g. ``csist_jax.data.seqcsist.windows(data)["image"]``.
-      noise_std, sigma, method, batch_size, return_details: as :func:`unmix`; ``"fit"`` is
+      noise_std, sigma, method, background, batch_size, return_details: as :func:`unmix`; ``"fit"`` is
         :func:`csist_jax.refine.localize_windows` (the joint window fit, started from every frame).
 
     Returns the centre frames' ``points`` and ``count``.
@@ -231,7 +253,7 @@ def unmix_windows(
         raise ValueError(f"windows must have an odd number of frames, got {frames.shape[1]}")
     _checks.positive_scalar("sigma", sigma)
     _checks.positive_int("batch_size", batch_size)
-    noise = _noise(frames, noise_std) if len(frames) else float(noise_std or 0.0)
+    frames, noise, offset = _sensor(frames, noise_std, background)
     chosen = _method(method, float(sigma), noise)
     net, _ = load_network(WINDOW_CHECKPOINT) if chosen != "fit" else (None, None)
     if chosen != "fit" and frames.shape[1] != 5:
@@ -257,7 +279,7 @@ def unmix_windows(
     points, count = np.asarray(points, np.float32), np.asarray(count, np.int32)
     if not return_details:
         return points, count
-    details = {"noise_std": noise, "method": chosen}
+    details = {"noise_std": noise, "background": offset, "method": chosen}
     if brightness is not None:
         details.update(brightness=np.asarray(brightness), position_std=np.asarray(position_std))
     return points, count, details

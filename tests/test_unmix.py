@@ -82,3 +82,21 @@ def test_unmix_windows_reads_the_centre_frames():
     assert empty.shape[0] == 0 and none.shape == (0,)
     with pytest.raises(ValueError, match="windows"):
         csist_jax.unmix_windows(data["image"][:, :4])
+
+
+def test_unmix_removes_a_background_offset_estimated_from_the_frames():
+    import jax
+
+    from csist_jax import physics
+
+    data = csist100k.generate(seed=4, n=16)  # the scenes of the `noisy` fixture, rendered again
+    clean = physics.render(data["targets"])
+    keys = jax.random.split(jax.random.PRNGKey(1), 16)
+    offset = np.asarray(
+        jax.vmap(lambda k, f: physics.sensor.observe(k, f, noise_std=2.0, background=20.0))(keys, clean)
+    )
+    points, count, details = csist_jax.unmix(offset, return_details=True)
+    assert details["background"] == 20.0 and abs(details["noise_std"] / 2.0 - 1) < 0.15
+    assert metrics.cso_map_from_points(points, count, data["targets"], data["count"])["mAP"] > 0.2
+    given, _ = csist_jax.unmix(offset, noise_std=details["noise_std"], background=20.0)
+    np.testing.assert_allclose(points, given, atol=1e-6)
