@@ -12,13 +12,18 @@
     # sample grids of both datasets (from a built config when --data-dir is given, else generated)
     python -m datasets.build preview --out docs/images
 
-Every command shows progress and ends with a table of what it wrote.
+Every command shows progress and ends with a table of what it wrote. A mistake (a missing manual dir,
+an unknown --set field, an unwritable data dir, a bad official file) ends with one line
+``python -m datasets.build: error: ...`` and status 2; ``--verbose`` (or ``CSIST_JAX_TRACEBACK=1``)
+shows the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import difflib
+import inspect
 import os
 import sys
 import time
@@ -70,12 +75,49 @@ def _parse_protocol(pairs: list[str]) -> dict:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise SystemExit(f"--set expects key=value, got {pair!r}")
+            raise ValueError(f"--set expects key=value, got {pair!r}")
         try:
             protocol[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
             protocol[key] = value
     return protocol
+
+
+#: generator arguments that are not protocol fields (--set cannot give them)
+_NOT_PROTOCOL = ("seed", "n", "n_trajectories", "start", "progress", "return_clean")
+
+
+def _check_protocol(dataset: str, protocol: dict) -> None:
+    """Every ``--set`` key must be a keyword of the dataset's generator (named with the closest one)."""
+    from csist_jax.data import csist100k, seqcsist
+
+    generate = csist100k.generate if dataset == "csist100k" else seqcsist.generate
+    known = [k for k in inspect.signature(generate).parameters if k not in _NOT_PROTOCOL]
+    for key in protocol:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"--set {key}: not a {dataset} protocol field{hint}; known: {', '.join(known)}")
+
+
+def _check_manual_dir(args) -> None:
+    """An official import needs the download unpacked in ``--manual-dir`` (checked before TFDS, whose own
+    check is an assertion with a page of text)."""
+    if args.config not in ("official", "official_skip"):
+        return
+    if args.manual_dir is None:
+        path = Path(os.path.abspath(args.data_dir)) / "downloads" / "manual"  # where TFDS looks then
+        if not path.is_dir() or not any(path.iterdir()):
+            raise FileNotFoundError(
+                f"--config {args.config} imports the official download: give --manual-dir, the directory "
+                f"holding its train/ val/ test/ split directories (or unpack it in {path})"
+            )
+        return
+    path = Path(args.manual_dir)
+    if not path.is_dir():
+        raise FileNotFoundError(f"--manual-dir {path}: no such directory")
+    if not any(path.iterdir()):
+        raise FileNotFoundError(f"--manual-dir {path} is empty: unpack the official download there first")
 
 
 def _sizes(args) -> dict[str, int] | None:
@@ -91,6 +133,8 @@ def _table(rows: list[tuple], header: tuple) -> str:
 
 
 def cmd_build(args) -> int:
+    _check_protocol(args.dataset, _parse_protocol(args.set))
+    _check_manual_dir(args)
     builder = make_builder(
         args.dataset,
         data_dir=args.data_dir,
@@ -122,6 +166,7 @@ def cmd_export(args) -> int:
         next(c for c in BUILDERS[args.dataset].BUILDER_CONFIGS if c.name == "tiny").split_sizes
     )
     protocol = _parse_protocol(args.set)
+    _check_protocol(args.dataset, protocol)
     rows = []
     for split, n in sizes.items():
         data = generate(args.seed or 0, n, start=common.SPLIT_START[split], progress=True, **protocol)
@@ -234,4 +279,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from csist_jax._cli import run_main
+
+    sys.exit(run_main(main))

@@ -77,4 +77,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from csist_jax._cli import run_main
+
+    sys.exit(run_main(main))

@@ -309,4 +309,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from csist_jax._cli import run_main
+
+    raise SystemExit(run_main(main))

@@ -269,4 +269,6 @@ def format_noise_table(rows: list[dict]) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    from csist_jax._cli import run_main
+
+    run_main(main)

@@ -12,9 +12,14 @@ lengthened); a workdir in use by a live run, or with results but no readable che
 ``--config.restart=True`` starts afresh there, moving the earlier run to ``<workdir>/previous-<time>/``.
 On a multi-host GPU/TPU job ``jax.distributed`` is initialised from
 the environment. Library INFO logs (Orbax's checkpoint messages) are hidden unless ``--verbosity=0``.
+A mistake (an unknown or invalid config field, a refused workdir, a missing file) ends with one line
+``python -m experiments.train: error: ...`` and status 2; ``--verbose`` (or ``CSIST_JAX_TRACEBACK=1``)
+shows the traceback.
 """
 
 from __future__ import annotations
+
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -39,12 +44,34 @@ def main(argv) -> None:
     )
 
 
-if __name__ == "__main__":
-    import sys
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with an override of a field the config lacks (``--config.learning_rat=1``;
+    ml_collections raises ``AttributeError(KeyError(...))`` for it) reported as a ``ValueError``."""
+    try:
+        return app.parse_flags_with_usage(argv)
+    except (AttributeError, KeyError) as err:
+        inner = err.args[0] if err.args and isinstance(err.args[0], KeyError) else err
+        text = str(inner.args[0]) if isinstance(inner, KeyError) and inner.args else ""
+        key, _, hint = text.partition("\n")
+        key = key.strip("'\"")
+        names = [a.split("=")[0] for a in argv if a.startswith("--config.")]
+        flag = next((name for name in names if key and name.split(".")[-1] == key), None)
+        if flag is None:  # not an unknown override: let it show as it is
+            raise
+        raise ValueError(f"{flag}: the config has no field {key!r}. {hint}".strip()) from err
 
+
+def run(argv: list[str]) -> None:
+    """:func:`main` under absl with the command-line arguments ``argv`` (no program name)."""
+    app.run(main, argv=[sys.argv[0], *argv], flags_parser=_parse_flags)
+
+
+if __name__ == "__main__":
     if any(arg in ("--help", "-?", "--helpshort") for arg in sys.argv[1:]):
         # absl prints the usage and exits with status 1 on --help; print the same and exit 0, like
         # every other entry point of the project (tests/test_docs_commands.py runs each --help).
         app.usage(shorthelp=True, writeto_stdout=True)
         raise SystemExit(0)
-    app.run(main)
+    from csist_jax._cli import run_main
+
+    run_main(run)

@@ -26,7 +26,9 @@ The xml schema (as the toolkit writes it)::
     </annotation>
 
 ``xc`` is the row and ``yc`` the column coordinate of SPEC sec. 2. Reading validates every file: a corrupt
-or truncated png, an image that is not 8-bit grey or not ``size x size``, a missing or malformed xml, a
+or truncated png (or one whose header claims a huge image: refused before decoding), an image that is not
+8-bit grey or not ``size x size``, an id beyond int64 or given twice (``image_1``, ``image_01``: the
+sample is left out, since either file could be meant), a missing or malformed xml, a
 ``size`` that disagrees with the png, a target outside the frame ``[-1/2, size - 1/2]^2`` or with
 brightness <= 0, more targets than ``max_targets``, an image without annotation or an annotation without
 image, and (SeqCSIST) an incomplete trajectory or a count that changes along it, each raise
@@ -48,7 +50,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from tqdm.auto import tqdm
 
 from csist_jax import _checks
@@ -79,6 +81,7 @@ LAYOUTS = {
     "seqcsist": Layout("seqcsist", "image", "annotation", "COS", max_targets=4, n_frames=20),
 }
 _IMAGE_RE = re.compile(r"^image_(\d+)\.png$")
+_MAX_ID = int(np.iinfo(np.int64).max)
 
 
 class DatasetFileError(ValueError):
@@ -132,31 +135,52 @@ def detect_layout(path: os.PathLike | str) -> str:
     raise ValueError(f"{path}: cannot tell the layout; expected {expected} (found image dirs {found})")
 
 
-def _numbered(directory: Path, pattern: re.Pattern, ignored: list[str]) -> dict[int, Path]:
+def _numbered(
+    directory: Path, pattern: re.Pattern, ignored: list[str], problems: list[tuple[Path, str, int | None]]
+) -> dict[int, Path]:
+    """``{id: file}`` of the files of ``directory`` matching ``pattern`` (in name order); the files whose
+    id is too large or repeats an earlier one (``image_1.png``, ``image_01.png``) are appended to
+    ``problems`` as ``(file, reason, id or None)`` and left out."""
     files: dict[int, Path] = {}
     if not directory.is_dir():
         return files
     with os.scandir(directory) as entries:
-        for entry in entries:
-            match = pattern.match(entry.name)
-            if not match:
-                ignored.append(str(directory / entry.name))
-                continue
-            k = int(match.group(1))
-            if k in files:
-                raise DatasetFileError(directory / entry.name, f"id {k} duplicates {files[k].name}")
-            files[k] = directory / entry.name
+        names = sorted(entry.name for entry in entries)
+    for name in names:
+        match = pattern.match(name)
+        if not match:
+            ignored.append(str(directory / name))
+            continue
+        k = int(match.group(1))
+        if k > _MAX_ID:
+            problems.append(
+                (directory / name, f"id {k} is too large (ids must fit int64: <= {_MAX_ID})", None)
+            )
+        elif k in files:
+            problems.append((directory / name, f"id {k} duplicates {files[k].name}", k))
+        else:
+            files[k] = directory / name
     return files
 
 
 def _read_png(path: Path, size: int) -> np.ndarray:
     try:
-        with Image.open(path) as img:
-            img.load()
-            mode, shape = img.mode, (img.height, img.width)
-            pixels = np.asarray(img)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise DatasetFileError(path, f"corrupt or truncated png ({err})") from None
+        with warnings.catch_warnings():
+            # a header claiming a huge image is refused before anything is decoded (PIL warns from
+            # 89 Mpixel and raises from twice that)
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                mode, shape = img.mode, (img.height, img.width)
+                pixels = None
+                if mode == "L" and shape == (size, size):  # decode only an image that can be right
+                    img.load()
+                    pixels = np.asarray(img)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise DatasetFileError(
+            path, f"the png header claims an image far too large to decode ({err})"
+        ) from None
+    except Exception as err:  # noqa: BLE001 - whatever PIL raises on a bad file, the file is named
+        raise DatasetFileError(path, f"corrupt or truncated png ({type(err).__name__}: {err})") from None
     if mode != "L":
         raise DatasetFileError(path, f"expected an 8-bit greyscale png (mode 'L'), got mode {mode!r}")
     if shape != (size, size):
@@ -186,8 +210,8 @@ def _read_xml(path: Path, shape: tuple[int, int], max_targets: int) -> tuple[np.
         root = ET.parse(path).getroot()
     except ET.ParseError as err:
         raise DatasetFileError(path, f"malformed xml ({err})") from None
-    except OSError as err:
-        raise DatasetFileError(path, f"unreadable annotation ({err})") from None
+    except Exception as err:  # noqa: BLE001 - an unreadable file (OSError, bad encoding ...) is named
+        raise DatasetFileError(path, f"unreadable annotation ({type(err).__name__}: {err})") from None
     if root.tag != "annotation":
         raise DatasetFileError(path, f"malformed annotation: root is <{root.tag}>, expected <annotation>")
     size_el = root.find("size")
@@ -258,9 +282,10 @@ def read_dir(
         raise FileNotFoundError(f"{path / lay.image_dir}: no such directory ({lay.name} layout)")
     k_max = lay.max_targets if max_targets is None else _checks.positive_int("max_targets", max_targets)
     report = ReadReport(path=path, layout=lay.name)
-    images = _numbered(path / lay.image_dir, _IMAGE_RE, report.ignored)
+    problems: list[tuple[Path, str, int | None]] = []
+    images = _numbered(path / lay.image_dir, _IMAGE_RE, report.ignored, problems)
     ann_re = re.compile(rf"^{lay.annotation_prefix}(\d+)\.xml$")
-    annotations = _numbered(path / lay.annotation_dir, ann_re, report.ignored)
+    annotations = _numbered(path / lay.annotation_dir, ann_re, report.ignored, problems)
     if not (path / lay.annotation_dir).is_dir() and images:
         raise FileNotFoundError(f"{path / lay.annotation_dir}: no such directory ({lay.name} layout)")
 
@@ -271,7 +296,9 @@ def read_dir(
         bad.update(ids)
 
     bad: set[int] = set()
-    for k in sorted(set(annotations) - set(images)):
+    for file, reason, k in problems:  # a duplicated id leaves its sample out: which file is meant?
+        fail(file, reason, [] if k is None else [k])
+    for k in sorted(set(annotations) - set(images) - bad):
         fail(
             annotations[k],
             f"annotation without image (expected {path / lay.image_dir / lay.image_name(k)})",
@@ -281,6 +308,8 @@ def read_dir(
     samples: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}
     show = progress if progress is not None else len(ids) > 5000
     for k in tqdm(ids, desc=f"reading {path.name}", unit="file", disable=not show):
+        if k in bad:
+            continue
         if k not in annotations:
             fail(
                 images[k],

@@ -25,13 +25,16 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from csist_jax import _checks
+from csist_jax.data.io import DatasetFileError, ReadReport
 from csist_jax.data.seqcsist import window_frames
 from csist_jax.physics import grid
 
@@ -97,36 +100,138 @@ class TFDSSource:
     ``datasets/`` write them so); for sequences every read checks each frame's ``trajectory`` and
     ``frame`` fields against its position and raises on a mismatch. Targets are padded to
     ``max_targets`` (5, or 4 for sequences); a record with more raises ``ValueError``.
+
+    A record that cannot be read (a truncated or corrupt ArrayRecord file) raises
+    :class:`csist_jax.data.io.DatasetFileError` naming the file and the record. With ``on_error="skip"``
+    every record is read once here and the unreadable ones (and those with more than ``max_targets``
+    targets) are left out (SeqCSIST: their whole trajectories), listed in ``report`` (a
+    :class:`csist_jax.data.io.ReadReport`) and summarised in a warning; indices then count the kept frames.
     """
 
-    def __init__(self, data_source, *, max_targets: int | None = None):
+    def __init__(self, data_source, *, max_targets: int | None = None, on_error: str = "raise"):
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         self._source = data_source
+        self._files = _record_files(data_source)
+        self._keep: np.ndarray | None = None  # the data source's indices of the kept frames ("skip")
+        self.report: ReadReport | None = None
+        self.max_targets = None if max_targets is None else _checks.positive_int("max_targets", max_targets)
         if len(data_source) == 0:
             raise ValueError("data_source is empty")
-        first = data_source[0]
+        if on_error == "skip":
+            self._keep, self.report = self._scan()
+        first = self._read_records([0])[0]
         missing = [f for f in (*_FIELDS, "id") if f not in first]
         if missing:
             raise ValueError(f"data_source records lack the field(s) {missing}; got {sorted(first)}")
         sequence = all(f in first for f in _SEQUENCE_FIELDS)
         if sequence:
             # frames count up from 0 in every trajectory: the first trajectory shows how many there are
-            frames = [int(r["frame"]) for r in self._read_records(range(min(len(data_source), 64)))]
+            frames = [int(r["frame"]) for r in self._read_records(range(min(len(self), 64)))]
             if frames[0] != 0:
                 raise ValueError(
                     f"data_source starts at frame {frames[0]}, not 0: records are not in frame order"
                 )
             self.n_frames = max(frames) + 1
-            if len(data_source) % self.n_frames:
+            if len(self) % self.n_frames:
                 raise ValueError(
-                    f"data_source holds {len(data_source)} frames, "
-                    f"not a multiple of {self.n_frames} per trajectory"
+                    f"data_source holds {len(self)} frames, not a multiple of {self.n_frames} per trajectory"
                 )
         else:
             self.n_frames = None
-        default = 4 if sequence else 5
-        self.max_targets = (
-            default if max_targets is None else _checks.positive_int("max_targets", max_targets)
-        )
+        if self.max_targets is None:
+            self.max_targets = 4 if sequence else 5
+
+    def _where(self, raw: int) -> tuple[str | None, str]:
+        """``(file, "record r")`` of the data source's record ``raw`` (file None when not known)."""
+        for lo, hi, filename, skip in self._files:
+            if lo <= raw < hi:
+                return filename, f"record {skip + raw - lo}"
+        return None, f"record {raw}"
+
+    def _error(self, raw: int, reason: str) -> Exception:
+        filename, record = self._where(raw)
+        if filename is None:
+            return ValueError(f"data_source {record}: {reason}")
+        return DatasetFileError(filename, f"{record}: {reason}")
+
+    def _get(self, raw: list[int]) -> list:
+        getitems = getattr(self._source, "__getitems__", None)
+        return list(getitems(raw)) if getitems is not None else [self._source[i] for i in raw]
+
+    def _read_raw(self, raw) -> list:
+        """Records ``raw`` of the data source, unchecked; a failure to read names the file."""
+        raw = [int(i) for i in raw]
+        try:
+            return self._get(raw)
+        except Exception as err:  # noqa: BLE001 - find and name the record (and file) that fails
+            for i in raw:
+                try:
+                    self._get([i])
+                except Exception as one:  # noqa: BLE001
+                    raise self._error(i, f"unreadable ({type(one).__name__}: {one})") from None
+            raise err
+
+    def _read_records(self, indices) -> list[dict]:
+        """Records ``indices`` (of the kept frames), each checked to be readable."""
+        raw = [int(i) for i in indices]
+        if self._keep is not None:
+            raw = self._keep[raw].tolist()
+        records = self._read_raw(raw)
+        for i, record in zip(raw, records):
+            problem = _record_problem(record)
+            if problem is not None:
+                raise self._error(i, problem)
+        return records
+
+    def _scan(self, chunk: int = 4096) -> tuple[np.ndarray, ReadReport]:
+        """``(kept indices, report)``: every record read once; unreadable ones (with their trajectories)
+        and those with more than ``max_targets`` targets left out."""
+        n = len(self._source)
+        bad: dict[int, str] = {}
+        frame = np.full(n, -1, np.int64)
+        count = np.zeros(n, np.int64)
+        for lo in range(0, n, chunk):
+            part = range(lo, min(lo + chunk, n))
+            try:
+                records = list(zip(part, self._get(list(part))))
+            except Exception:  # noqa: BLE001 - read one by one: only the unreadable ones are left out
+                records = []
+                for i in part:
+                    try:
+                        records.append((i, self._get([i])[0]))
+                    except Exception as err:  # noqa: BLE001
+                        bad[i] = f"unreadable ({type(err).__name__}: {err})"
+            for i, record in records:
+                problem = _record_problem(record)
+                if problem is not None:
+                    bad[i] = problem
+                    continue
+                frame[i] = int(record["frame"]) if "frame" in record else -1
+                count[i] = len(record["targets"]) if "targets" in record else 0
+        limit = self.max_targets or (4 if np.any(frame >= 0) else 5)
+        for i in np.flatnonzero(count > limit):
+            if int(i) not in bad:
+                bad[int(i)] = f"{count[i]} targets, more than max_targets={limit}"
+        keep = np.asarray([i for i in range(n) if i not in bad], np.int64)
+        if np.any(frame >= 0):  # sequences: a bad frame leaves its whole trajectory out
+            n_frames = int(frame.max()) + 1
+            broken = {i // n_frames for i in bad}
+            keep = keep[~np.isin(keep // n_frames, list(broken))]
+        path = Path(self._files[0][2]).parent if self._files else Path(type(self._source).__name__)
+        report = ReadReport(path=path, layout="ArrayRecord", n_read=len(keep))
+        for i in sorted(bad):
+            filename, record = self._where(i)
+            report.skipped.append((filename or "data_source", f"{record}: {bad[i]}"))
+        if len(keep) < n - len(bad):
+            report.skipped.append(
+                (str(path), f"{n - len(bad) - len(keep)} readable frames left out with their trajectories")
+            )
+        if not len(keep):
+            raise ValueError(f"no readable record in the data source:\n{report.summary()}")
+        if report.skipped:
+            warnings.warn(report.summary(), stacklevel=3)
+        return keep, report
 
     @classmethod
     def from_directory(cls, path: os.PathLike | str, split: str, **kwargs) -> TFDSSource:
@@ -140,26 +245,23 @@ class TFDSSource:
         return cls(sources[split], **kwargs)
 
     def __len__(self) -> int:
-        return len(self._source)
-
-    def _read_records(self, indices) -> list[dict]:
-        indices = [int(i) for i in indices]
-        getitems = getattr(self._source, "__getitems__", None)
-        return list(getitems(indices)) if getitems is not None else [self._source[i] for i in indices]
+        return len(self._source) if self._keep is None else len(self._keep)
 
     def read(self, indices: np.ndarray) -> dict[str, np.ndarray]:
         """Frames ``indices`` as arrays (targets padded to ``max_targets``)."""
         indices = np.asarray(indices).reshape(-1)
         records = self._read_records(indices)
+        raw = indices if self._keep is None else self._keep[indices]
         n = len(records)
         targets = np.zeros((n, self.max_targets, 3), np.float32)
         count = np.zeros((n,), np.int32)
         for i, record in enumerate(records):
             k = len(record["targets"])
             if k > self.max_targets:
-                raise ValueError(
-                    f"record {indices[i]} (id {int(record['id'])}) has {k} targets, more than "
-                    f"max_targets={self.max_targets}"
+                raise self._error(
+                    int(raw[i]),
+                    f"frame {indices[i]} (id {int(record['id'])}) has {k} targets, more than "
+                    f"max_targets={self.max_targets}",
                 )
             targets[i, :k] = record["targets"]
             count[i] = k
@@ -174,9 +276,10 @@ class TFDSSource:
             wrong = out["frame"] != indices % self.n_frames
             if np.any(wrong):
                 i = int(np.argmax(wrong))
-                raise ValueError(
-                    f"records are not in trajectory-major frame order: record {int(indices[i])} holds frame "
-                    f"{int(out['frame'][i])} of trajectory {int(out['trajectory'][i])}; rebuild the dataset"
+                raise self._error(
+                    int(raw[i]),
+                    f"records are not in trajectory-major frame order: frame {int(indices[i])} holds frame "
+                    f"{int(out['frame'][i])} of trajectory {int(out['trajectory'][i])}; rebuild the dataset",
                 )
         return out
 
@@ -194,6 +297,35 @@ class TFDSSource:
             "trajectory": flat["trajectory"][::t],
         }
         return ArraySource(data)
+
+
+def _record_files(data_source) -> list[tuple[int, int, str, int]]:
+    """``(first, end, file, skip)`` per ArrayRecord file of a TFDS data source: its records ``first ..
+    end - 1`` are the file's records ``skip ..``; empty when the source does not say (a plain list)."""
+    try:
+        instructions = data_source.dataset_info.splits[data_source.split].file_instructions
+    except Exception:  # noqa: BLE001 - not a TFDS data source: records are named by index only
+        return []
+    out, first = [], 0
+    for instruction in instructions:
+        out.append((first, first + instruction.take, os.fspath(instruction.filename), instruction.skip))
+        first += instruction.take
+    return out
+
+
+def _record_problem(record) -> str | None:
+    """Why ``record`` is unreadable (an ArrayRecord file truncated or corrupt there), or None."""
+    if not isinstance(record, Mapping):
+        return f"not a record (got {type(record).__name__})"
+    empty = sorted(name for name, value in record.items() if value is None)
+    if empty:
+        return f"unreadable record (field(s) {empty} came back empty: the file is truncated or corrupt)"
+    image, targets = record.get("image"), record.get("targets")
+    if image is not None and np.ndim(image) != 2:
+        return f"image of shape {np.shape(image)}, not [H, W]"
+    if targets is not None and (np.ndim(targets) != 2 or np.shape(targets)[-1] != 3):
+        return f"targets of shape {np.shape(targets)}, not [count, 3]"
+    return None
 
 
 @functools.partial(jax.jit, static_argnames=("c", "size", "image_dtype"))

@@ -19,9 +19,16 @@ FORMAT = "csist_jax.models/1"
 
 
 def _checkpointer():
+    """Orbax's checkpointer for this process alone: a network is saved by one process (the training
+    loop's process 0 writes ``best/``) and loaded by whichever process asks, so no barrier may wait for
+    the other processes of a multi-host job (Orbax's default does, and they never arrive)."""
     import orbax.checkpoint as ocp
 
-    return ocp.StandardCheckpointer()
+    if jax.process_count() == 1:
+        return ocp.StandardCheckpointer()
+    me = jax.process_index()
+    options = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
+    return ocp.StandardCheckpointer(multiprocessing_options=options)
 
 
 def save_model(

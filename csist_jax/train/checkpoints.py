@@ -9,12 +9,20 @@ read (truncated or corrupted files, half-written directories) is reported by a `
 its path; once an older one restores, the unreadable newer ones are moved to ``<directory>.unreadable/``
 (re-saving their step would otherwise be refused: Orbax keeps an existing step). When no checkpoint
 can be read, :class:`NoReadableCheckpoint` (a ``RuntimeError``) names the directory and nothing is moved.
+
+A failed restore leaves TensorStore reads in flight after Orbax has closed the event loop they report
+to; each then prints a "RuntimeError: Event loop is closed" traceback (through ``sys.unraisablehook``,
+from a TensorStore thread). :meth:`Checkpoints.restore_latest` drops exactly those while it tries the
+checkpoints (and until the abandoned reads have settled); every other unraisable exception still shows.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import sys
+import time
 import warnings
 
 import jax
@@ -48,18 +56,23 @@ class Checkpoints:
 
     def restore_latest(self, abstract_state) -> tuple[dict, int] | None:
         """``(state, step)`` of the newest readable checkpoint, or None when there is none at all."""
+        with _abandoned_reads_quiet() as failed:
+            return self._restore_latest(abstract_state, failed)
+
+    def _restore_latest(self, abstract_state, failed) -> tuple[dict, int] | None:
         steps = self.steps()
         unreadable = []
         for step in reversed(steps):
             try:
                 state = self._manager.restore(step, args=self._ocp.args.StandardRestore(abstract_state))
             except Exception as err:  # noqa: BLE001 - any failure to read means: try the one before
+                failed()
                 first = (str(err).strip().splitlines() or [""])[0][:300]
                 warnings.warn(
                     f"checkpoint {self.path(step)} cannot be read ({type(err).__name__}: {first}); "
                     "trying the one before it",
                     RuntimeWarning,
-                    stacklevel=2,
+                    stacklevel=3,
                 )
                 unreadable.append(step)
                 continue
@@ -85,7 +98,7 @@ class Checkpoints:
                     target, n = os.path.join(aside, f"{step}.{n}"), n + 1
                 shutil.move(self.path(step), target)
                 warnings.warn(
-                    f"unreadable checkpoint {self.path(step)} moved to {target}", RuntimeWarning, stacklevel=3
+                    f"unreadable checkpoint {self.path(step)} moved to {target}", RuntimeWarning, stacklevel=4
                 )
         self._manager.reload()
 
@@ -95,3 +108,45 @@ class Checkpoints:
 
     def close(self) -> None:
         self._manager.close()
+
+
+def _closed_loop_noise(unraisable) -> bool:
+    """Whether an unraisable exception is a TensorStore read completing after a failed restore, into the
+    event loop Orbax has closed (``asyncio``'s ``call_soon_threadsafe``: "Event loop is closed")."""
+    err, tb = unraisable.exc_value, unraisable.exc_traceback
+    return (
+        isinstance(err, RuntimeError)
+        and str(err) == "Event loop is closed"
+        and tb is not None
+        and tb.tb_frame.f_code.co_name == "call_soon_threadsafe"
+        and "asyncio" in tb.tb_frame.f_code.co_filename
+    )
+
+
+@contextlib.contextmanager
+def _abandoned_reads_quiet(settle: float = 0.25, limit: float = 5.0):
+    """Drop :func:`_closed_loop_noise` while the block runs; the block calls the yielded function after
+    each failed restore, and on exit waits (at most ``limit`` s) until ``settle`` s pass after the last
+    failure and the last dropped report, so the abandoned reads of a failed restore finish first."""
+    previous = sys.unraisablehook
+    last = {"event": None}
+
+    def hook(unraisable):
+        if _closed_loop_noise(unraisable):
+            last["event"] = time.monotonic()
+            return
+        previous(unraisable)
+
+    def failed():
+        last["event"] = time.monotonic()
+
+    sys.unraisablehook = hook
+    try:
+        yield failed
+    finally:
+        if last["event"] is not None:
+            deadline = time.monotonic() + limit
+            while time.monotonic() < min(deadline, last["event"] + settle):
+                time.sleep(0.05)
+        if sys.unraisablehook is hook:
+            sys.unraisablehook = previous

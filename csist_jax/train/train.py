@@ -250,6 +250,7 @@ def _train(config, workdir: str, mesh, main_process: bool) -> dict:
     def save_best(step: int, variables, scores: dict) -> None:
         if main_process:
             info = {"step": step, "val": scores, "config": config.to_dict()}
+            # models.save_model's checkpointer is this process's alone (no multi-host barrier)
             models.save_model(
                 os.path.join(workdir, "best"),
                 config.model,
