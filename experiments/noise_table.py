@@ -22,12 +22,15 @@ noise-trained window localiser alone and + window polish; ``csist_jax.unmix_wind
 with noise at the CPU budget of ISTA-Net+'s noise run, on its grid (threshold 70); DeRefNet as published.
 
 Writes ``OUT.md``, ``OUT.json`` and ``OUT.png`` (CSO-mAP against std, one line per method). A progress
-bar counts (dataset, std, method) cells. About 40 minutes at the defaults on a 2-core CPU.
+bar counts (dataset, std, method) cells; every finished cell is kept in ``OUT.cells.json``, so a killed
+run continues where it stopped (``--fresh`` recomputes). ``--methods=word,...`` computes only the rows
+whose name contains one of the words. About 40 minutes at the defaults on a 2-core CPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -50,16 +53,26 @@ PUBLISHED = {"DeRefNet, published (SeqCSIST paper)": {0.0: 51.55, 2.0: 49.09, 5.
 
 
 def _network(path: str):
-    """``run(images[, frame]) -> decoded dict`` of a saved network (``models.load_checkpoint``)."""
-    if not os.path.isdir(path):
-        raise FileNotFoundError(f"no trained network at {path} (see experiments/checkpoints/README.md)")
-    module, variables = models.load_checkpoint(path)
-    apply = evaluation.make_apply(module, evaluation.make_mesh())
-    decode = jax.jit(module.decode)
+    """``run(images[, frame]) -> decoded dict`` of a saved network (``models.load_checkpoint``), loaded on
+    its first call (a missing network is an error when its row is computed)."""
+    loaded = {}
 
     def run(images, frame=None):
-        out = evaluation.predict(module, variables, images, 500, apply=apply, frame=frame)
-        return jax.tree.map(np.asarray, decode(jax.tree.map(jnp.asarray, out)))
+        if not loaded:
+            if not os.path.isdir(path):
+                raise FileNotFoundError(
+                    f"no trained network at {path} (see experiments/checkpoints/README.md)"
+                )
+            module, variables = models.load_checkpoint(path)
+            loaded.update(
+                module=module,
+                variables=variables,
+                apply=evaluation.make_apply(module, evaluation.make_mesh()),
+                decode=jax.jit(module.decode),
+            )
+        m = loaded
+        out = evaluation.predict(m["module"], m["variables"], images, 500, apply=m["apply"], frame=frame)
+        return jax.tree.map(np.asarray, m["decode"](jax.tree.map(jnp.asarray, out)))
 
     return run
 
@@ -178,25 +191,55 @@ def score(kind: str, decoded: dict, data: dict, threshold: float) -> dict:
     return {"mAP": 100 * out["mAP"], "count_accuracy": 100 * out["count_accuracy"]}
 
 
-def run_dataset(name, methods, make_data, stds, threshold, bar) -> list[dict]:
+class Cells:
+    """Finished cells ``(dataset, size, std, method) -> result`` in ``path`` (JSON, rewritten after every
+    cell): a killed or partial run (``--methods``) continues where it stopped; ``--fresh`` starts over."""
+
+    def __init__(self, path: str, fresh: bool):
+        self.path = path
+        self.cells = {}
+        if os.path.exists(path) and not fresh:
+            with open(path) as f:
+                self.cells = json.load(f)
+
+    @staticmethod
+    def key(dataset, size, std, method) -> str:
+        return f"{dataset}|{size}|{std:g}|{method}"
+
+    def get(self, *key):
+        return self.cells.get(self.key(*key))
+
+    def put(self, result, *key) -> None:
+        self.cells[self.key(*key)] = result
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        with open(self.path + ".tmp", "w") as f:
+            json.dump(self.cells, f, indent=1)
+        os.replace(self.path + ".tmp", self.path)
+
+
+def run_dataset(name, size, methods, make_data, stds, threshold, bar, cells: Cells) -> list[dict]:
     rows = {
         m: {"method": m, "kind": kind, "mAP": {}, "count_accuracy": {}, "seconds": {}}
         for m, (kind, _) in methods.items()
     }
     for std in stds:
-        data = make_data(std)
+        data = None
         for method, (kind, fn) in methods.items():
             bar.set_postfix_str(f"{name} std {std:g}: {method}")
-            timing = {}
-            with report.timer(timing):
-                decoded = fn(data, std)
-                jax.block_until_ready(jax.tree.leaves(decoded))
-            result = score(kind, decoded, data, threshold)
+            result = cells.get(name, size, std, method)
+            if result is None:
+                data = make_data(std) if data is None else data
+                timing = {}
+                with report.timer(timing):
+                    decoded = fn(data, std)
+                    jax.block_until_ready(jax.tree.leaves(decoded))
+                result = dict(score(kind, decoded, data, threshold), seconds=timing["seconds"])
+                cells.put(result, name, size, std, method)
+                bar.write(f"{name} std {std:g}: {method}: mAP {result['mAP']:.2f}")
             rows[method]["mAP"][std] = result["mAP"]
             rows[method]["count_accuracy"][std] = result["count_accuracy"]
-            rows[method]["seconds"][std] = timing["seconds"]
+            rows[method]["seconds"][std] = result["seconds"]
             bar.update(1)
-            bar.write(f"{name} std {std:g}: {method}: mAP {result['mAP']:.2f}")
     return list(rows.values())
 
 
@@ -256,6 +299,14 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--datasets", default="csist100k,seqcsist", help="which tables: csist100k, seqcsist")
     parser.add_argument("--out", default="outputs/noise_table", help="output stem: OUT.md, OUT.json, OUT.png")
+    parser.add_argument(
+        "--methods",
+        default="",
+        help="only the rows whose name contains one of these comma-separated words; '-word' leaves rows out",
+    )
+    parser.add_argument(
+        "--fresh", action="store_true", help="recompute every cell (default: reuse OUT.cells.json)"
+    )
     args = parser.parse_args(argv)
     stds = tuple(float(s) for s in args.stds.split(","))
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
@@ -286,12 +337,28 @@ def main(argv=None) -> int:
     except FileNotFoundError as error:
         print(f"noise_table: {error}", file=sys.stderr)
         return 1
+    words = [w.strip() for w in args.methods.split(",") if w.strip()]
+    keep, drop = [w for w in words if not w.startswith("-")], [w[1:] for w in words if w.startswith("-")]
+
+    def wanted(method: str) -> bool:
+        return (not keep or any(w in method for w in keep)) and not any(w in method for w in drop)
+
+    plan = {
+        name: ({m: v for m, v in methods.items() if wanted(m)}, *rest)
+        for name, (methods, *rest) in plan.items()
+    }
+    cells = Cells(args.out + ".cells.json", args.fresh)
     results, sections = {}, []
     with tqdm(
         total=sum(len(m) for m, *_ in plan.values()) * len(stds), unit="cell", desc="noise table"
     ) as bar:
         for name, (methods, make, threshold, published) in plan.items():
-            rows = run_dataset(name, methods, make, stds, threshold, bar)
+            size = args.frames if name == "CSIST-100K" else args.trajectories
+            try:
+                rows = run_dataset(name, size, methods, make, stds, threshold, bar, cells)
+            except FileNotFoundError as error:
+                print(f"noise_table: {error}", file=sys.stderr)
+                return 1
             results[name] = (rows, published)
             n = (
                 f"{args.frames:,} test frames"

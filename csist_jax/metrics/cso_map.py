@@ -75,7 +75,7 @@ def match_detections(
       n_points: number of valid detections (int scalar).
       targets: ``[K, 3]`` ground truth ``(x, y, brightness)``.
       n_targets: number of real targets (int scalar).
-      deltas: ``[D]`` distance thresholds (LR px).
+      deltas: ``[D]`` distance thresholds (LR px), finite and > 0 (checked when concrete).
 
     >>> import jax.numpy as jnp
     >>> points = jnp.array([[5.0, 5.1, 0.9], [5.0, 5.0, 0.5]])
@@ -83,6 +83,7 @@ def match_detections(
     >>> flags[:2].tolist()  # at 0.05 only the second is close; at 0.10 the first claims the target
     [[False, True], [True, False]]
     """
+    _checks.positive_scalar("deltas", deltas)  # concrete thresholds: finite and > 0, element-wise
     points = jnp.asarray(points, jnp.float32)
     targets = jnp.asarray(targets, jnp.float32)
     deltas = jnp.asarray(deltas, jnp.float32)
@@ -206,7 +207,8 @@ def cso_map_from_points(
 
     Returns:
       ``{"mAP", "AP05", "AP10", "AP15", "AP20", "AP25"}`` (for the default deltas) as Python floats in
-      ``[0, 1]``; ``mAP`` is the mean of the APs. 0 when there is no real target at all.
+      ``[0, 1]``; ``mAP`` is the mean of the APs. 0 when there is no real target at all (an empty
+      batch, ``n = 0``, included: every AP is 0).
     """
     points, point_count, targets, count = _inputs.detections_and_targets(points, point_count, targets, count)
     deltas, names = _ap_names(deltas)

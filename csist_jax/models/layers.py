@@ -177,6 +177,7 @@ def call_q(constant: Float[Array, "hr2 m2"], q, hr: int, size: int, dtype) -> Fl
     want = (hr * hr, size * size)
     if tuple(jnp.shape(q)) != want:
         raise ValueError(f"q must have shape {want} ([hr^2, size^2]) or be None, got {tuple(jnp.shape(q))}")
+    _checks.finite("q", q)
     return jnp.asarray(q).astype(dtype)
 
 
@@ -184,7 +185,8 @@ def linear_init(
     q: Float[Array, "hr2 m2"], z: Float[Array, "n m m"], hr: int, exact: bool = False
 ) -> Float[Array, "n hr hr"]:
     """``x_0 = Q z`` per image (row-major flattening, SPEC sec. 2), as one ``[n, m^2] @ Q^T`` product."""
-    flat = rows(lambda v: v @ q.T, exact)(z.reshape(z.shape[0], -1))
+    # explicit sizes: ``reshape(n, -1)`` is ambiguous (a ZeroDivisionError) for an empty batch
+    flat = rows(lambda v: v @ q.T, exact)(z.reshape(z.shape[0], z.shape[-2] * z.shape[-1]))
     return flat.reshape(z.shape[0], hr, hr)
 
 
@@ -245,6 +247,8 @@ def channel_sum(g: Float[Array, "... c"]) -> Float[Array, " c"]:
     """
     c = g.shape[-1]
     rows = int(np.prod(g.shape[:-1]))
+    if rows == 0:  # an empty batch: the sum over nothing
+        return jnp.zeros((c,), g.dtype)
     per_row = max(k for k in range(1, min(rows, max(1, 4096 // c)) + 1) if rows % k == 0)
     wide = g.reshape(rows // per_row, per_row * c)
     return jnp.sum(jnp.sum(wide, axis=0).reshape(per_row, c), axis=0)
@@ -354,7 +358,9 @@ class MapNetwork(nn.Module):
     ``__call__(images, return_aux=False, *, operator=None, q=None)``: ``images`` ``[n, size, size]`` raw
     0..255 values (8-bit frames are cast to float32), returns HR maps ``[n, hr, hr]``; with
     ``return_aux=True`` ``(maps, aux)``, ``aux`` a list of per-stage dicts (empty for a network with no
-    stage terms). A subclass implements :meth:`forward`. Every such network holds the fixed ``Q``
+    stage terms). Concrete images (an eager ``apply``, not under ``jit``) must be finite (``ValueError``
+    naming ``images``); an empty batch ``[0, size, size]`` gives empty maps ``[0, hr, hr]``. A subclass
+    implements :meth:`forward`. Every such network holds the fixed ``Q``
     (``[hr^2, size^2]``) in its ``"constants"`` collection and receives ``Q`` and the operator ``Phi``, so
     that training, checkpoints and the tables treat all of them alike; a network that does not use them
     (a super-resolution baseline) ignores them.
@@ -420,6 +426,7 @@ class MapNetwork(nn.Module):
         _checks.trailing_shape("images", images, (self.size, self.size))
         if images.ndim != 3:
             raise ValueError(f"images must have shape [n, {self.size}, {self.size}], got {images.shape}")
+        _checks.finite("images", images)  # a no-op under jit (traced values are unknown)
         z, q, op = self._inputs(images, q, operator)
         x, aux = self.forward(z, q, op)
         return (x, aux) if return_aux else x
@@ -432,7 +439,8 @@ class WindowNetwork(MapNetwork):
     ``[n, T, size, size]`` (odd ``T`` of at least ``MIN_FRAMES``; raw 0..255 values, 8-bit frames cast to
     float32) with the index of each window's centre frame in its trajectory ``[n]``; returns the centre
     frames' HR maps ``[n, hr, hr]``, with ``return_aux=True`` ``(maps, aux)``. A subclass implements
-    :meth:`forward_windows`; the operator and ``Q`` are handled as in :class:`MapNetwork`.
+    :meth:`forward_windows`; the operator and ``Q`` are handled as in :class:`MapNetwork`, and so are
+    non-finite concrete windows (``ValueError`` naming ``windows``) and an empty batch.
     """
 
     MIN_FRAMES = 1  # the fewest frames of a window
@@ -474,6 +482,7 @@ class WindowNetwork(MapNetwork):
             raise ValueError(
                 f"centre_index must have shape [{n}] (one index per window), got {jnp.shape(centre_index)}"
             )
+        _checks.finite("windows", windows)  # a no-op under jit (traced values are unknown)
         z, q, op = self._inputs(windows, q, operator)
         x, aux = self.forward_windows(z, centre_index, q, op)
         return (x, aux) if return_aux else x

@@ -50,7 +50,7 @@ class LISTAStage(nn.Module):
         B = self.param("B", lambda key: jnp.array(self.q, jnp.float32, copy=True))
         theta = self.param("threshold", nn.initializers.constant(self.theta), (cells,))
         step = layers.rows(lambda v, y: v @ W.T.astype(v.dtype) + y @ B.T.astype(v.dtype), self.batch_exact)
-        r = step(x.reshape(n, cells), z.reshape(n, -1))
+        r = step(x.reshape(n, cells), z.reshape(n, z.shape[-2] * z.shape[-1]))
         if self.hard:
             x_next = jnp.where(jnp.abs(r) > theta.astype(r.dtype), r, 0.0)
         else:

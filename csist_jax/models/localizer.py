@@ -91,7 +91,8 @@ class Localizer(nn.Module):
     arrays on the ``[size c, size c]`` HR grid: ``"logit"`` ``[n, hr, hr]``, ``"position"``
     ``[n, hr, hr, 2]`` (x = row, y = column, LR px), ``"brightness"`` ``[n, hr, hr]``, ``"log_std"``
     ``[n, hr, hr, 3]`` (of x, y in px and of b in grey levels). ``q``: a ``Q`` ``[hr^2, size^2]`` for
-    this call instead of the stored one.
+    this call instead of the stored one. Concrete images (an eager ``apply``) must be finite
+    (``ValueError`` naming ``images``); an empty batch gives empty arrays of every head.
 
     Fields: ``c``, ``size``, ``sigma`` (of the analytic operator behind the default ``Q``), ``q_init``
     (``Q`` at ``init``, as for the unfolding networks), ``stages`` (residual blocks), ``channels``,
@@ -186,6 +187,7 @@ class Localizer(nn.Module):
         shape = "[n, T, {0}, {0}]" if ndim == 4 else "[n, {0}, {0}]"
         if z.ndim != ndim or z.shape[-2:] != (self.size, self.size):
             raise ValueError(f"{what} must have shape {shape.format(self.size)}, got {tuple(z.shape)}")
+        _checks.finite(what, images)  # a no-op under jit (traced values are unknown)
         dtype = z.dtype if jnp.issubdtype(z.dtype, jnp.floating) else jnp.float32
         z = z.astype(dtype)
         stored = self.variable("constants", "q_init", lambda: layers.constant_q(self.q_init, self.operator()))
@@ -274,6 +276,8 @@ def points(
     if isinstance(max_points, jax.core.Tracer):
         raise TypeError("max_points must be a Python int (bind it before jax.jit), got a traced value")
     _checks.positive_int("max_points", max_points)
+    _checks.in_range("threshold", threshold, 0.0, 1.0, note="a probability")
+    _checks.nonnegative("merge_radius", merge_radius)
     missing = sorted({"logit", "position", "brightness", "log_std"} - set(outputs))
     if missing:
         raise ValueError(f"outputs must be a localiser's output dict; missing {missing}")

@@ -19,6 +19,7 @@ from csist_jax import _checks
 
 def hr_offset(c: int) -> int:
     """The HR index of the cell centred on LR coordinate 0: ``(c - 1) // 2``."""
+    _checks.positive_int("c", c)
     return (c - 1) // 2
 
 
@@ -30,7 +31,10 @@ def hr_cell_centres(c: int, size: int = 11) -> Float[Array, " hr"]:
 
 
 def hr_index(coordinate: Float[Array, "..."], c: int) -> Int[Array, "..."]:
-    """HR cell index of a continuous coordinate: ``round(c * x + (c-1)//2)`` (half to even, as numpy)."""
+    """HR cell index of a continuous coordinate: ``round(c * x + (c-1)//2)`` (half to even, as numpy).
+
+    A concrete ``coordinate`` must be finite (NaN has no cell)."""
+    _checks.finite("coordinate", coordinate)
     return jnp.round(c * jnp.asarray(coordinate) + hr_offset(c)).astype(jnp.int32)
 
 
@@ -43,6 +47,7 @@ def hr_label(targets: Float[Array, "... k 3"], c: int = 3, size: int = 11) -> Fl
     _checks.positive_int("c", c)
     _checks.positive_int("size", size)
     _checks.trailing_shape("targets", targets, (None, 3))
+    _checks.finite("targets", targets)
     targets = jnp.asarray(targets, jnp.float32)
     hr = size * c
     batch = targets.shape[:-2]

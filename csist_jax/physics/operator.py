@@ -27,6 +27,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 from csist_jax import _checks
@@ -132,7 +133,8 @@ class SamplingOperator(abc.ABC):
         return self.forward(eye).reshape(-1, self.size * self.size).T
 
     def norm_squared(self, iterations: int = 100, key=None) -> Array:
-        """``||A||_2^2``, the largest eigenvalue of ``A^T A``, by power iteration."""
+        """``||A||_2^2``, the largest eigenvalue of ``A^T A``, by power iteration (``iterations >= 1``)."""
+        _checks.positive_int("iterations", iterations)
         key = jax.random.PRNGKey(0) if key is None else key
         return _power_iteration(self, key, iterations)
 
@@ -157,6 +159,7 @@ class SamplingOperator(abc.ABC):
         """
         key = jax.random.PRNGKey(0) if key is None else key
         rtol = (1e-12 if self.dtype == jnp.float64 else 1e-5) if rtol is None else rtol
+        _checks.nonnegative("rtol", rtol)
         return bool(self.adjoint_residual(key) <= rtol)
 
 
@@ -301,13 +304,22 @@ def q_init(
     ``labels=None`` means every unit HR cell once (``X = I``, ``Y = A``): the regularised pseudo-inverse
     ``Q = A^T (A A^T + ridge tr(A A^T) / m I)^-1`` of the operator, with no training data. The networks
     start from it (``ridge=1e-3``) when no ``q_init`` is given.
+
+    ``ridge`` must be a finite number >= 0; ``labels`` at least one finite map (``ValueError`` for an
+    empty ``[0, hr, hr]``: no data determines ``Q``).
     """
+    _checks.nonnegative("ridge", ridge)
     if labels is None:
         Y = operator.matrix()  # [m, hr2]
         YXt = Y
     else:
         _checks.trailing_shape("labels", labels, operator.in_shape)
         _checks.finite("labels", labels)
+        if int(np.prod(np.shape(labels)[:-2])) == 0:
+            raise ValueError(
+                f"labels must hold at least one map (or be None: the operator's pseudo-inverse), got shape "
+                f"{tuple(np.shape(labels))}"
+            )
         X = jnp.asarray(labels).reshape(-1, operator.hr * operator.hr).T  # [hr2, n]
         Y = operator.forward(jnp.asarray(labels)).reshape(-1, operator.size * operator.size).T  # [m, n]
         YXt = Y @ X.T

@@ -27,6 +27,7 @@ def pixel_integrated_gaussian(d: Float[Array, "..."], sigma=DEFAULT_SIGMA) -> Fl
     precision (a plain ``erf`` difference cancels to zero beyond ~6 sigma).
     """
     _checks.positive_scalar("sigma", sigma)
+    _checks.finite("d", d)
     d = jnp.asarray(d)
     s = jnp.sqrt(2.0) * sigma
     a = jnp.abs(d)

@@ -15,27 +15,40 @@ from csist_jax import _checks
 SATURATION = 255.0
 
 
+def _check_uint8_saturation(saturation) -> None:
+    _checks.in_range(
+        "saturation", saturation, 0.0, SATURATION, low_open=True, note="8-bit storage holds 0..255"
+    )
+
+
 def quantize(image: Float[Array, "..."], saturation: float = SATURATION) -> UInt8[Array, "..."]:
-    """Store as the sensor would: ``clip(round(image), 0, saturation)`` as ``uint8``."""
+    """Store as the sensor would: ``clip(round(image), 0, saturation)`` as ``uint8``.
+
+    ``saturation`` must lie in ``(0, 255]`` (``uint8`` holds no more; :func:`quantize_float` keeps a
+    higher level). A concrete ``image`` must be finite."""
     _checks.finite("image", image)
+    _check_uint8_saturation(saturation)
     return jnp.clip(jnp.round(image), 0.0, saturation).astype(jnp.uint8)
 
 
 def quantize_float(image: Float[Array, "..."], saturation: float = SATURATION) -> Float[Array, "..."]:
-    """``quantize`` kept in float (for models of the stored image inside a fit)."""
+    """``quantize`` kept in float (for models of the stored image inside a fit); any finite
+    ``saturation > 0``."""
+    _checks.finite("image", image)
+    _checks.positive_scalar("saturation", saturation)
     return jnp.clip(jnp.round(image), 0.0, saturation)
 
 
 def gaussian_noise(key, image: Float[Array, "..."], std) -> Float[Array, "..."]:
-    """``image + N(0, std^2)`` per pixel (additive read noise)."""
-    if _checks.is_concrete(std) and float(std) < 0:
-        raise ValueError(f"std must be >= 0, got {std!r}")
+    """``image + N(0, std^2)`` per pixel (additive read noise); a concrete ``std`` must be finite, >= 0."""
+    _checks.nonnegative("std", std)
     return image + std * jax.random.normal(key, jnp.shape(image), jnp.result_type(image, jnp.float32))
 
 
 def poisson_noise(key, image: Float[Array, "..."], gain: float = 1.0) -> Float[Array, "..."]:
     """Shot noise: ``gain * Poisson(image / gain)`` (``gain`` = grey levels per photo-electron)."""
     _checks.positive_scalar("gain", gain)
+    _checks.finite("image", image)
     lam = jnp.maximum(image, 0.0) / gain
     return gain * jax.random.poisson(key, lam, jnp.shape(image)).astype(jnp.result_type(image, jnp.float32))
 
@@ -57,7 +70,15 @@ def observe(
     ``fold_in(key, 1)`` and the shot noise from ``fold_in(key, 2)`` (the generators pass the key each
     image was drawn from). ``noise_std`` and ``background`` may be traced (inside ``jit``); a concrete 0
     skips the draw. A background offset keeps the clipping at 0 from half-rectifying the read noise.
+    Concrete arguments are checked, with an error naming the argument: ``clean`` and ``background``
+    finite, ``noise_std >= 0``, ``poisson_gain > 0``, ``saturation`` in ``(0, 255]`` (8-bit storage).
     """
+    _checks.finite("clean", clean)
+    _checks.nonnegative("noise_std", noise_std)
+    _checks.finite_scalar("background", background)
+    if poisson_gain is not None:
+        _checks.positive_scalar("poisson_gain", poisson_gain)
+    _check_uint8_saturation(saturation)
     image = clean
     if not (_checks.is_concrete(background) and float(background) == 0.0):
         image = image + background

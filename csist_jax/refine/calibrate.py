@@ -129,6 +129,11 @@ def calibrate_psf(
       rounds: detect sources at the current estimate, then refine jointly; repeated ``rounds`` times.
       iterations: joint Levenberg-Marquardt iterations per round.
       max_sources: largest model order per image.
+      saturation: the stored saturation level; images above it (not on the 0..255 scale) get a
+        ``SaturationWarning`` naming this option.
+
+    Every option is checked (finite, ``sigma0`` and ``saturation`` > 0) with an error naming it; an empty
+    batch is a ``ValueError`` (nothing to calibrate on).
 
     Returns:
       ``{"sigma", "sigma_std", "background", "background_std", "residual_variance", "images"}``: the
@@ -140,12 +145,16 @@ def calibrate_psf(
     >>> calibrate_psf(data["clean"], sigma0=0.5)["sigma"]  # ~0.55
     """
     _checks.positive_scalar("sigma0", sigma0)
+    _checks.finite_scalar("background0", background0)
+    _checks.positive_scalar("saturation", saturation)
     rounds = _checks.positive_int("rounds", rounds)
     iterations = _checks.positive_int("iterations", iterations)
+    max_sources = _checks.positive_int("max_sources", max_sources)
     images = np.asarray(images)
     if images.ndim != 3 or images.shape[1] != images.shape[2] or images.shape[0] == 0:
         raise ValueError(f"images must have shape [n, size, size] with n >= 1, got {tuple(images.shape)}")
     _checks.finite("images", images)
+    _checks.saturation_warning("images", images, saturation)
     z = jnp.asarray(images, jnp.float32)
     g = jnp.array([sigma0, background0], jnp.float32)
     free_g = jnp.array([1.0, 1.0 if fit_background else 0.0], jnp.float32)
@@ -153,9 +162,13 @@ def calibrate_psf(
         # detection sees the background removed by a whole number of grey levels, so rounded images stay
         # rounded (the fit's quantisation variance applies); the remainder is small
         shift = np.round(float(g[1]))
-        found = fit_sources(
-            np.asarray(z) - shift, sigma=float(g[0]), max_sources=max_sources, saturation=saturation - shift
-        )
+        with _checks.no_saturation_warning():  # the images were checked above
+            found = fit_sources(
+                np.asarray(z) - shift,
+                sigma=float(g[0]),
+                max_sources=max_sources,
+                saturation=saturation - shift,
+            )
         active = (jnp.arange(max_sources)[None, :] < found["count"][:, None]).astype(jnp.float32)
         theta = jnp.concatenate([found["points"][..., :2], found["brightness"][..., None]], axis=-1)
         theta, g, cost, S = _joint_fit(theta, active, g, z, float(saturation), free_g, 1e-3, iterations)

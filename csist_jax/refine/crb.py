@@ -17,6 +17,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, Int
 
 from csist_jax import _checks
@@ -25,7 +26,14 @@ from csist_jax.refine import fit
 
 
 def fisher_information(targets, *, size, sigma, variance, saturation):
-    """``J^T W J / v`` of one image's targets ``[K, 3]`` (padding rows, brightness 0, get unit entries)."""
+    """``J^T W J / v`` of one image's targets ``[K, 3]`` (padding rows, brightness 0, get unit entries).
+
+    Concrete options are checked: ``size`` a positive int, ``sigma``, ``variance``, ``saturation`` finite
+    and > 0."""
+    _checks.positive_int("size", size)
+    _checks.positive_scalar("sigma", sigma)
+    _checks.positive_scalar("variance", variance)
+    _checks.positive_scalar("saturation", saturation)
     K = targets.shape[0]
     real = targets[:, 2] > 0
 
@@ -74,11 +82,13 @@ def position_crb(
     _checks.finite("targets", targets)
     _checks.positive_scalar("sigma", sigma)
     size = _checks.positive_int("size", size)
-    if noise_std < 0:
-        raise ValueError(f"noise_std must be >= 0, got {noise_std!r}")
+    _checks.nonnegative("noise_std", noise_std)
+    _checks.positive_scalar("saturation", saturation)
     variance = noise_std**2 + (fit.QUANTIZATION_VARIANCE if quantized else 0.0)
     if variance <= 0:
         raise ValueError("the bound needs noise: pass noise_std > 0 or quantized=True")
+    if np.shape(targets)[0] == 0:  # an empty batch: an empty bound (nothing to compile)
+        return jnp.zeros(tuple(np.shape(targets)[:2]), jnp.float32)
     return _bound(jnp.asarray(targets, jnp.float32), sigma, variance, saturation, size)
 
 
@@ -86,8 +96,10 @@ def rmse_bound(bound: Float[Array, "n k"], count: Int[Array, " n"], below: float
     """``sqrt(mean bound^2)`` over the real targets: the bound on a dataset's localisation RMSE.
 
     With ``below``, only targets whose bound is under ``below`` px count (the resolvable ones; compare
-    with an RMSE over detections matched within that distance).
+    with an RMSE over detections matched within that distance; a finite number > 0). 0 without targets.
     """
+    if below is not None:
+        _checks.positive_scalar("below", below)
     bound = jnp.asarray(bound)
     real = jnp.arange(bound.shape[1])[None, :] < jnp.asarray(count)[:, None]
     if below is not None:

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from csist_jax import _checks
 from csist_jax.physics import psf, sensor
 from csist_jax.refine import lm
 
@@ -141,6 +142,13 @@ def fit_one(
     >>> truth = jnp.array([[5.0, 5.2, 230.0]])
     >>> theta, cost, H = fit_one(truth + jnp.array([0.2, -0.1, 20.0]), jnp.ones(1), render(truth))
     """
+    # concrete options only (inside jit they are traced or static and pass)
+    _checks.positive_scalar("sigma", sigma)
+    _checks.positive_scalar("saturation", saturation)
+    _checks.positive_int("iterations", iterations, minimum=0)
+    _checks.positive_int("censor_window", censor_window, minimum=0)
+    _checks.nonnegative("damping", damping)
+    _checks.finite_scalar("min_brightness", min_brightness)
     lo, hi = source_bounds(image.shape[-1], theta.dtype, min_brightness)
 
     def evaluate(th):

@@ -43,6 +43,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
 
+from csist_jax import _checks
+
 DECREASE, INCREASE = 0.2, 5.0  # the damping after an accepted / a rejected step
 EPS = 1e-9  # keeps a free parameter with a zero column (an inactive direction) solvable
 
@@ -122,7 +124,12 @@ def levenberg_marquardt(
 
     Returns:
       The last accepted ``params``, its ``cost`` and ``aux``. The cost never increases.
+
+    ``iterations`` must be an int >= 0 and a concrete ``damping`` a finite number >= 0 (a ``ValueError``
+    naming it).
     """
+    _checks.positive_int("iterations", iterations, minimum=0)
+    _checks.nonnegative("damping", damping)
 
     def clip(p):
         if lower is not None:

@@ -134,18 +134,19 @@ _STRUCTURAL = (
 )
 
 
-def _check_options(sigma, noise_std, penalty, *structural) -> None:
+def _check_options(sigma, noise_std, penalty, saturation, *structural) -> None:
     """The options shared by ``localize_one`` and ``fit_sources``: the structural ones (Python ints, in
-    the order of ``_STRUCTURAL``) always, ``sigma``, ``noise_std`` and ``penalty`` when concrete."""
+    the order of ``_STRUCTURAL``) always, ``sigma``, ``noise_std``, ``penalty`` and ``saturation`` when
+    concrete (finite; ``sigma``, ``saturation`` > 0, ``noise_std``, ``penalty`` >= 0: NaN fails)."""
     _checks.positive_scalar("sigma", sigma)
+    _checks.positive_scalar("saturation", saturation)
     for name, value in zip(_STRUCTURAL, structural, strict=True):
         _static_int(name, value, minimum=0 if name in ("repair_iterations", "repair_directions") else 1)
     repair_directions = structural[-1]
     if repair_directions > len(_DIRECTIONS):
         raise ValueError(f"repair_directions must be in 0..{len(_DIRECTIONS)}, got {repair_directions!r}")
-    for name, value in (("noise_std", noise_std), ("penalty", penalty)):
-        if _checks.is_concrete(value) and np.ndim(value) == 0 and float(value) < 0:
-            raise ValueError(f"{name} must be >= 0, got {value!r}")
+    _checks.nonnegative("noise_std", noise_std)
+    _checks.nonnegative("penalty", penalty)
 
 
 def localize_one(
@@ -190,13 +191,14 @@ def localize_one(
     >>> result = jax.jit(jax.vmap(localize_one))(images)  # result["points"]: [8, 5, 3]
     """
     structural = (c, max_sources, iterations, repair_iterations, polish_iterations, repair_directions)
-    _check_options(sigma, noise_std, penalty, *structural)
+    _check_options(sigma, noise_std, penalty, saturation, *structural)
     z = jnp.asarray(image)
     if z.ndim != 2 or z.shape[0] != z.shape[1] or z.shape[0] < 3:
         raise ValueError(f"image must have shape [size, size] with size >= 3, got {tuple(z.shape)}")
     if not jnp.issubdtype(z.dtype, jnp.floating):
         z = z.astype(jnp.float32)
     _checks.finite("image", z)
+    _checks.saturation_warning("image", z, saturation)
     size = z.shape[-1]
     dtype = z.dtype
     # Python numbers become constants that XLA folds into the arithmetic (a division turns into a
@@ -340,7 +342,9 @@ def fit_sources(
       iterations, repair_iterations, polish_iterations: Levenberg-Marquardt steps per order, per
         local-minimum escape move, and for the chosen order.
       repair_directions: how many split directions (1..4) the escape move tries.
-      saturation: the stored saturation level (pixels at it only bound the model from below).
+      saturation: the stored saturation level (pixels at it only bound the model from below). Frames
+        with values above it (not stored on the 0..255 scale) get a ``SaturationWarning`` naming this
+        option: pass ``saturation`` at least their largest value.
       batch_size: images per jitted call (bounds memory; chunks are equal, a multiple of 8, so a call
         compiles at most one shape).
 
@@ -354,7 +358,7 @@ def fit_sources(
     >>> result = fit_sources(data["image"])
     """
     structural = (c, max_sources, iterations, repair_iterations, polish_iterations, repair_directions)
-    _check_options(sigma, noise_std, penalty, *structural)
+    _check_options(sigma, noise_std, penalty, saturation, *structural)
     _checks.positive_int("batch_size", batch_size)
     images = np.asarray(images) if not isinstance(images, jax.Array) else images
     if images.ndim != 3 or images.shape[1] != images.shape[2]:
@@ -363,6 +367,7 @@ def fit_sources(
     if size < 3:
         raise ValueError(f"images must be at least 3 x 3, got {size} x {size}")
     _checks.finite("images", images)
+    _checks.saturation_warning("images", images, saturation)
     if hr_maps is not None:
         hr_maps = np.asarray(hr_maps) if not isinstance(hr_maps, jax.Array) else hr_maps
         want = (images.shape[0], size * c, size * c)

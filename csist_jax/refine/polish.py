@@ -52,10 +52,15 @@ def polish_one(
     Pure, jittable, vmappable and differentiable in ``image`` and ``sources`` (``iterations`` static).
     ``probability`` ``[M]`` (None: ones) multiplies the fit's score. Returns ``{"points": [M, 3] (x, y,
     score), "count", "brightness": [M], "position_std": [M] (px), "cost"}`` (in units of the pixel
-    variance); rows beyond ``count`` are zero.
+    variance); rows beyond ``count`` are zero. Concrete options are checked (``sigma``, ``saturation``
+    > 0, ``noise_std`` >= 0, finite); a concrete image above ``saturation`` warns (:func:`polish`).
     """
+    _checks.positive_scalar("sigma", sigma)
+    _checks.nonnegative("noise_std", noise_std)
+    _checks.positive_scalar("saturation", saturation)
     z = jnp.asarray(image)
     z = z if jnp.issubdtype(z.dtype, jnp.floating) else z.astype(jnp.float32)
+    _checks.saturation_warning("image", z, saturation)
     sources = jnp.asarray(sources, z.dtype)
     m = sources.shape[0]
     active = (jnp.arange(m) < count).astype(z.dtype)
@@ -76,6 +81,44 @@ def polish_one(
         "position_std": std * active,
         "cost": cost / variance,
     }
+
+
+def _found_arrays(found: dict, points) -> tuple[Array, Array, Array]:
+    """A detector's ``count`` ``[n]`` (in ``[0, M]``), ``brightness`` ``[n, M]`` and ``probability``
+    ``[n, M]`` (ones when absent), checked against ``points`` ``[n, M, 3]``: shapes, and every row below
+    its image's count finite (``ValueError`` naming the key)."""
+    n, m = points.shape[0], points.shape[1]
+    count = np.asarray(found["count"])
+    integral = count.dtype.kind in "iu" or (
+        count.dtype.kind == "f" and bool(np.all(np.isfinite(count) & (count == np.round(count))))
+    )
+    if count.shape != (n,) or not integral:
+        raise ValueError(f"found['count'] must be [{n}] integers, got {count.dtype} {count.shape}")
+    count = count.astype(np.int64)
+    if np.any((count < 0) | (count > m)):
+        raise ValueError(
+            f"found['count'] must lie in [0, {m}] (it exceeds the {m} point slots or is negative), "
+            f"got {count.min()}..{count.max()}"
+        )
+    used = np.arange(m)[None, :] < count[:, None]
+    arrays = {"points": points}
+    for key in ("brightness", "probability"):
+        value = found.get(key)
+        if value is None:
+            continue
+        if tuple(np.shape(value)) != (n, m):
+            raise ValueError(f"found[{key!r}] must have shape [{n}, {m}], got {tuple(np.shape(value))}")
+        arrays[key] = value
+    for key, value in arrays.items():
+        rows = np.asarray(value, np.float64)
+        rows = rows.reshape(n, m, int(np.prod(rows.shape[2:])))  # explicit sizes: n may be 0
+        if not np.all(np.isfinite(rows[used])):
+            raise ValueError(f"found[{key!r}] holds NaN or infinite values in rows below the count")
+    probability = found.get("probability")
+    probability = (
+        jnp.ones((n, m), jnp.float32) if probability is None else jnp.asarray(probability, jnp.float32)
+    )
+    return jnp.asarray(count, jnp.int32), jnp.asarray(found["brightness"], jnp.float32), probability
 
 
 @functools.partial(jax.jit, static_argnames=("iterations", "saturation"))
@@ -113,6 +156,11 @@ def polish(
       fallback: refit the images whose polish was not kept with :func:`csist_jax.refine.fit_sources`
         (the full model-order search; ``fit_options`` go to it) instead of keeping the detector's points.
 
+    Every option is checked (finite; ``sigma``, ``saturation``, ``max_cost`` > 0, ``noise_std`` >= 0) with
+    an error naming it, and the used rows of ``found`` must be finite. Images above ``saturation`` (not
+    stored on the 0..255 scale) get a ``SaturationWarning`` naming it. An empty batch (``n = 0``) gives
+    empty arrays of the same keys.
+
     Returns the keys of ``found`` that a fit gives (``"points"``, ``"count"``, ``"brightness"``,
     ``"position_std"``) plus ``"cost"`` ``[n]`` and ``"accepted"`` ``[n]`` bool (the polish kept), ready
     for ``csist_jax.metrics.cso_map_from_points(out["points"], out["count"], ...)``. With ``fallback`` the
@@ -120,6 +168,9 @@ def polish(
     """
     _checks.positive_int("iterations", iterations)
     _checks.positive_scalar("max_cost", max_cost)
+    _checks.positive_scalar("sigma", sigma)
+    _checks.nonnegative("noise_std", noise_std)
+    _checks.positive_scalar("saturation", saturation)
     missing = sorted({"points", "count", "brightness"} - set(found))
     if missing:
         raise ValueError(f"found must hold a detector's points, count and brightness; missing {missing}")
@@ -131,12 +182,18 @@ def polish(
     if points.ndim != 3 or points.shape[0] != n or points.shape[2] != 3:
         raise ValueError(f"found['points'] must have shape [{n}, M, 3], got {tuple(points.shape)}")
     _checks.finite("images", images)
-    count = jnp.asarray(found["count"], jnp.int32)
-    if int(np.max(np.asarray(count), initial=0)) > m:
-        raise ValueError(f"found['count'] exceeds the {m} point slots")
-    brightness = jnp.asarray(found["brightness"], jnp.float32)
-    probability = found.get("probability")
-    probability = jnp.ones((n, m), jnp.float32) if probability is None else probability
+    _checks.saturation_warning("images", images, saturation)
+    count, brightness, probability = _found_arrays(found, points)
+    if n == 0:  # an empty batch: nothing to fit (and nothing to compile)
+        empty = jnp.zeros((0, m), jnp.float32)
+        return {
+            "points": points,
+            "count": count,
+            "brightness": brightness,
+            "position_std": empty,
+            "cost": jnp.zeros((0,), jnp.float32),
+            "accepted": jnp.zeros((0,), bool),
+        }
     fitted = _polish(
         images.astype(jnp.float32),
         jnp.concatenate([points[..., :2], brightness[..., None]], -1),
@@ -158,7 +215,14 @@ def polish(
     out["cost"], out["accepted"] = fitted["cost"], accepted
     rejected = np.flatnonzero(~np.asarray(accepted))
     if fallback and len(rejected):
-        refit = fit_sources(np.asarray(images)[rejected], sigma=sigma, noise_std=noise_std, **fit_options)
+        with _checks.no_saturation_warning():  # the images were checked above
+            refit = fit_sources(
+                np.asarray(images)[rejected],
+                sigma=sigma,
+                noise_std=noise_std,
+                saturation=saturation,
+                **fit_options,
+            )
         slots = max(m, refit["points"].shape[1])
         widen = lambda a: jnp.pad(a, ((0, 0), (0, slots - a.shape[1])) + ((0, 0),) * (a.ndim - 2))  # noqa: E731
         for key in ("points", "brightness", "position_std"):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from csist_jax import _checks
 from csist_jax.refine import fit
 
 SCORE_SCALE = 0.05  # px: the smallest CSO-mAP radius; s = SCORE_SCALE gives score 1/2
@@ -25,7 +26,9 @@ VARIANCE_FLOOR = 1e-6
 
 def pixel_variance(z: Float[Array, "... size size"], noise_std) -> Float[Array, ""]:
     """Residual variance per pixel: ``1/12`` when every value of ``z`` is an integer (rounded storage),
-    plus ``noise_std^2``, plus ``VARIANCE_FLOOR`` (float32 rendering error of unquantised images)."""
+    plus ``noise_std^2``, plus ``VARIANCE_FLOOR`` (float32 rendering error of unquantised images). A
+    concrete ``noise_std`` must be finite and >= 0."""
+    _checks.nonnegative("noise_std", noise_std)
     rounded = jnp.all(z == jnp.round(z))
     return jnp.where(rounded, fit.QUANTIZATION_VARIANCE, 0.0) + noise_std**2 + VARIANCE_FLOOR
 
@@ -67,6 +70,7 @@ def position_score(
     >>> theta, cost, H = fit_one(truth, jnp.ones(1), jnp.round(render(truth)))
     >>> std, score = position_score(H, jnp.ones(1), 1 / 12)  # std ~ 0.003 px, score ~ 0.94
     """
+    _checks.positive_scalar("variance", variance)
     std = position_std(H, active, variance)
     score = jnp.where(active > 0, 1.0 / (1.0 + std / SCORE_SCALE), 0.0)
     return jnp.where(active > 0, std, 0.0), score

@@ -37,6 +37,7 @@ from csist_jax import _checks
 from csist_jax.physics import psf, sensor
 from csist_jax.refine import fit, lm
 from csist_jax.refine.localize import fit_sources, localize_one
+from csist_jax.refine.polish import _found_arrays
 from csist_jax.refine.score import pixel_variance, position_score
 
 
@@ -79,6 +80,10 @@ def fit_window(
       ``(theta [K, 3], velocity [2], cost, H [3K + 2, 3K + 2])``: the centre-frame fit, the velocity
       (px per frame), the cost ``sum res^2`` and the Gauss-Newton matrix (velocity rows last).
     """
+    _checks.positive_scalar("sigma", sigma)
+    _checks.positive_scalar("saturation", saturation)
+    _checks.positive_int("iterations", iterations, minimum=0)
+    _checks.nonnegative("damping", damping)
     K = active.shape[0]
     size = frames.shape[-1]
     dtype = frames.dtype
@@ -133,6 +138,16 @@ def _best_start(frames, thetas, counts, sigma, noise_std, saturation, iterations
     return points[pick], counts[pick], velocity[pick], criterion[pick]
 
 
+def _check_window_options(sigma, noise_std, penalty, saturation, max_sources) -> None:
+    """The options of ``localize_window(s)``, checked when concrete (before any fit runs, an empty batch
+    included): ``sigma``, ``saturation`` > 0, ``noise_std``, ``penalty`` >= 0, all finite."""
+    _checks.positive_scalar("sigma", sigma)
+    _checks.nonnegative("noise_std", noise_std)
+    _checks.nonnegative("penalty", penalty)
+    _checks.positive_scalar("saturation", saturation)
+    _checks.positive_int("max_sources", max_sources)
+
+
 def _start_frames(t: int, starts: str) -> list[int]:
     if starts not in STARTS:
         raise ValueError(f"starts must be one of {list(STARTS)}, got {starts!r}")
@@ -168,6 +183,9 @@ def localize_window(
     if not jnp.issubdtype(frames.dtype, jnp.floating):
         frames = frames.astype(jnp.float32)
     iterations = _checks.positive_int("iterations", iterations)
+    _check_window_options(sigma, noise_std, penalty, saturation, max_sources)
+    _checks.finite("frames", frames)
+    _checks.saturation_warning("frames", frames, saturation)
     index = jnp.asarray(_start_frames(frames.shape[0], starts))
     single = jax.vmap(
         lambda z: localize_one(
@@ -216,6 +234,10 @@ def localize_windows(
         ``"centre"``: from the centre frame's alone (``T`` times cheaper).
       batch_size: windows per jitted call of the joint fits (bounds memory).
 
+    Every option is checked (NaN and infinity included) with an error naming it, also for an empty batch
+    (``n = 0`` gives empty arrays). Windows above ``saturation`` (not stored on the 0..255 scale) get a
+    ``SaturationWarning`` naming it.
+
     Returns:
       ``points`` ``[n, max_sources, 3]`` of the centre frame, ``point_count`` ``[n]`` (the model order
       of the kept start) and the fitted common velocity ``[n, 2]`` (px per frame).
@@ -230,6 +252,8 @@ def localize_windows(
     _checks.finite("windows", windows)
     iterations = _checks.positive_int("iterations", iterations)
     _checks.positive_int("batch_size", batch_size)
+    _check_window_options(sigma, noise_std, penalty, saturation, max_sources)
+    _checks.saturation_warning("windows", windows, saturation)
     n, t, size = windows.shape[0], windows.shape[1], windows.shape[-1]
     index = _start_frames(t, starts)
     if n == 0:
@@ -239,14 +263,15 @@ def localize_windows(
             jnp.zeros((0, 2), jnp.float32),
         )
     frames = windows.astype(np.float32)
-    single = fit_sources(
-        frames[:, index].reshape(-1, size, size),
-        sigma=sigma,
-        noise_std=noise_std,
-        max_sources=max_sources,
-        saturation=saturation,
-        penalty=penalty,
-    )
+    with _checks.no_saturation_warning():  # the windows were checked above
+        single = fit_sources(
+            frames[:, index].reshape(-1, size, size),
+            sigma=sigma,
+            noise_std=noise_std,
+            max_sources=max_sources,
+            saturation=saturation,
+            penalty=penalty,
+        )
     s = len(index)
     thetas = jnp.concatenate([single["points"][..., :2], single["brightness"][..., None]], axis=-1)
     thetas = thetas.reshape(n, s, max_sources, 3)
@@ -300,18 +325,33 @@ def polish_windows(
     ``"probability"`` ``[n, M]`` (e.g. a window localiser's :func:`csist_jax.models.localizer.points`).
     The fit is kept where its cost (units of the pixel variance, summed over the ``T`` frames) is at most
     ``max_cost`` (None: always); elsewhere the detector's points stay. Returns ``(points, accepted [n])``.
+    Options are checked (finite; ``sigma``, ``saturation``, ``max_cost`` > 0, ``noise_std`` >= 0) with an
+    error naming them; windows above ``saturation`` warn; an empty batch gives empty arrays.
     """
+    _checks.positive_scalar("sigma", sigma)
+    _checks.nonnegative("noise_std", noise_std)
+    _checks.positive_scalar("saturation", saturation)
+    if max_cost is not None:
+        _checks.positive_scalar("max_cost", max_cost)
+    iterations = _checks.positive_int("iterations", iterations)
+    missing = sorted({"points", "count", "brightness"} - set(found))
+    if missing:
+        raise ValueError(f"found must hold a detector's points, count and brightness; missing {missing}")
     windows = np.asarray(windows, np.float32)
-    if windows.ndim != 4 or windows.shape[1] % 2 == 0:
+    if windows.ndim != 4 or windows.shape[1] % 2 == 0 or windows.shape[2] != windows.shape[3]:
         raise ValueError(f"windows must have shape [n, T, size, size] with T odd, got {tuple(windows.shape)}")
+    _checks.finite("windows", windows)
+    _checks.saturation_warning("windows", windows, saturation)
     points = jnp.asarray(found["points"], jnp.float32)
-    n, m = points.shape[0], points.shape[1]
+    if points.ndim != 3 or points.shape[2] != 3:
+        raise ValueError(f"found['points'] must have shape [n, M, 3], got {tuple(points.shape)}")
+    n = points.shape[0]
     if n != len(windows):
         raise ValueError(f"found['points'] has {n} rows for {len(windows)} windows")
-    iterations = _checks.positive_int("iterations", iterations)
-    count = jnp.asarray(found["count"], jnp.int32)
-    probability = jnp.asarray(found.get("probability", jnp.ones((n, m))), jnp.float32)
-    theta = jnp.concatenate([points[..., :2], jnp.asarray(found["brightness"], jnp.float32)[..., None]], -1)
+    count, brightness, probability = _found_arrays(found, points)
+    if n == 0:  # an empty batch: nothing to fit (and nothing to compile)
+        return points, jnp.zeros((0,), bool)
+    theta = jnp.concatenate([points[..., :2], brightness[..., None]], -1)
     fitted, cost = _polish_windows(
         jnp.asarray(windows),
         theta,

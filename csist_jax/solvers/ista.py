@@ -25,17 +25,25 @@ from csist_jax import _checks
 
 
 def soft_threshold(x: Float[Array, "..."], theta) -> Float[Array, "..."]:
-    """``sign(x) max(|x| - theta, 0)``: the proximal map of ``theta ||.||_1``."""
+    """``sign(x) max(|x| - theta, 0)``: the proximal map of ``theta ||.||_1``.
+
+    A concrete ``theta`` must be finite (``ValueError`` naming it); its sign is not checked (a learned
+    threshold may cross zero during training)."""
+    _checks.finite("theta", theta)
     return jnp.sign(x) * jnp.maximum(jnp.abs(x) - theta, 0.0)
 
 
 def nonneg_soft_threshold(x: Float[Array, "..."], theta) -> Float[Array, "..."]:
-    """``max(x - theta, 0)``: the proximal map of ``theta ||.||_1`` plus the constraint ``x >= 0``."""
+    """``max(x - theta, 0)``: the proximal map of ``theta ||.||_1`` plus the constraint ``x >= 0``
+    (a concrete ``theta`` must be finite)."""
+    _checks.finite("theta", theta)
     return jnp.maximum(x - theta, 0.0)
 
 
 def gradient_step(x: Float[Array, "... hr hr"], z: Float[Array, "... m m"], operator, step) -> Array:
-    """``r = x - step * Phi^T (Phi x - z)``: a gradient step on the data term ``1/2 ||Phi x - z||^2``."""
+    """``r = x - step * Phi^T (Phi x - z)``: a gradient step on the data term ``1/2 ||Phi x - z||^2``
+    (a concrete ``step`` must be finite; its range is the caller's: the networks learn it)."""
+    _checks.finite("step", step)
     return x - step * operator.adjoint(operator.forward(x) - z)
 
 
@@ -44,14 +52,38 @@ def default_step(operator) -> Array:
     return 1.0 / operator.norm_squared()
 
 
+def _check_step(step, operator) -> None:
+    """Raise ``ValueError`` naming ``step`` unless it is a scalar in ``(0, 2 / ||Phi||_2^2)``, the steps
+    for which ISTA converges (the bound computed from ``operator``'s norm by power iteration; FISTA's
+    guarantee needs ``step <= 1 / ||Phi||_2^2``, the default). Checked only when ``step`` and the
+    operator's arrays are concrete (not inside ``jit``)."""
+    _checks.scalar("step", step)
+    _checks.finite_scalar("step", step)
+    if not (_checks.is_concrete(step) and all(_checks.is_concrete(a) for a in jax.tree.leaves(operator))):
+        return
+    norm = float(operator.norm_squared())
+    _checks.in_range(
+        "step",
+        step,
+        0.0,
+        2.0 / norm,
+        low_open=True,
+        high_open=True,
+        note=f"0 < step < 2 / ||Phi||^2 for this operator, ||Phi||^2 = {norm:.6g}; the default step is "
+        f"1 / ||Phi||^2 = {1.0 / norm:.6g}",
+    )
+
+
 def _prepare(images, operator, lam, iterations, step, x0):
     """Validate the arguments (values only when concrete); return the batch ``[N, m, m]``, its leading
     shape, the warm start ``[N, hr, hr]`` (or None), ``lam`` and ``step`` for the jitted kernel."""
     _checks.trailing_shape("images", images, operator.out_shape, min_ndim=2)
     _checks.finite("images", images)
     _checks.positive_int("iterations", iterations)
-    if _checks.is_concrete(lam) and np.ndim(lam) == 0 and float(lam) < 0:
-        raise ValueError(f"lam must be >= 0, got {lam!r}")
+    _checks.scalar("lam", lam)
+    _checks.nonnegative("lam", lam)
+    if step is not None:
+        _check_step(step, operator)
     images = jnp.asarray(images, operator.dtype)
     lead = images.shape[:-2]
     if x0 is not None:
@@ -101,12 +133,14 @@ def proximal_gradient(
 ) -> Float[Array, "... hr hr"]:
     """``iterations`` ISTA steps (``momentum=False``) or FISTA steps (``True``) from ``x0`` (default 0).
 
-    ``images`` is one image ``[m, m]`` or a batch ``[..., m, m]``; each image is independent (vmapped).
-    ``lam`` is the l1 weight on the 0..255 scale; the threshold applied per step is ``step * lam``.
-    ``step`` defaults to ``1 / ||Phi||_2^2``. ``x0`` is a warm start of the output's shape
-    ``[..., hr, hr]`` (FISTA's momentum restarts there). Usable inside ``jax.jit``, ``jax.vmap`` and
-    ``jax.grad`` (in the images, ``lam``, ``step``, ``x0`` and a learned operator's arrays);
-    ``iterations``, ``nonneg`` and ``momentum`` are static, values are checked only when concrete.
+    ``images`` is one image ``[m, m]`` or a batch ``[..., m, m]``; each image is independent (vmapped);
+    an empty batch ``[0, m, m]`` gives ``[0, hr, hr]``. ``lam`` is the l1 weight on the 0..255 scale (a
+    scalar >= 0); the threshold applied per step is ``step * lam``. ``step`` (a scalar) defaults to
+    ``1 / ||Phi||_2^2`` and must lie in ``(0, 2 / ||Phi||_2^2)``, the steps for which ISTA converges.
+    ``x0`` is a warm start of the output's shape ``[..., hr, hr]`` (FISTA's momentum restarts there).
+    Usable inside ``jax.jit``, ``jax.vmap`` and ``jax.grad`` (in the images, ``lam``, ``step``, ``x0``
+    and a learned operator's arrays); ``iterations``, ``nonneg`` and ``momentum`` are static. Values are
+    checked only when concrete (NaN and infinity included; a ``ValueError`` naming the argument).
     """
     batch, lead, x0, lam, step = _prepare(images, operator, lam, iterations, step, x0)
     maps = _iterate(batch, x0, operator, lam, step, iterations, bool(nonneg), bool(momentum))
@@ -132,6 +166,8 @@ def fista(images: Float[Array, "... m m"], operator, lam: float, iterations: int
 def objective(
     maps: Float[Array, "... hr hr"], images: Float[Array, "... m m"], operator, lam
 ) -> Float[Array, "..."]:
-    """``1/2 ||Phi s - z||^2 + lam ||s||_1`` per image (for convergence checks)."""
+    """``1/2 ||Phi s - z||^2 + lam ||s||_1`` per image (for convergence checks; a concrete ``lam`` must
+    be finite and >= 0)."""
+    _checks.nonnegative("lam", lam)
     residual = operator.forward(maps) - images
     return 0.5 * jnp.sum(residual**2, axis=(-2, -1)) + lam * jnp.sum(jnp.abs(maps), axis=(-2, -1))

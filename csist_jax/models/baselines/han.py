@@ -46,7 +46,7 @@ class LayerAttention(nn.Module):
     def __call__(self, feats):
         n, layers, h, w, ch = feats.shape
         gamma = self.param("gamma", nn.initializers.zeros, ())
-        flat = feats.reshape(n, layers, -1)
+        flat = feats.reshape(n, layers, h * w * ch)
         energy = jnp.einsum("nik,njk->nij", flat, flat)
         energy = jnp.max(energy, axis=-1, keepdims=True) - energy
         attention = nn.softmax(energy, axis=-1)

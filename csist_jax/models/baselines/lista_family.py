@@ -116,7 +116,7 @@ class LAMPStage(nn.Module):
             support = jnp.mean((jnp.abs(flat) > 0).astype(x.dtype), axis=-1)  # ||x||_0 / N per sample
             onsager = (support * (cells / pixels))[:, None, None]
             v = z - operator.forward(x) + onsager * v
-            rows = v.reshape(m, -1)
+            rows = v.reshape(m, pixels)
             rvar = jnp.sum(rows * rows, axis=-1, keepdims=True) / pixels
             r = flat + rows @ B.T.astype(x.dtype)
             theta = jnp.maximum(jnp.sqrt(rvar) * lam.astype(x.dtype), 0.0)
@@ -173,7 +173,7 @@ class TiLISTAStage(nn.Module):
 
         def layer(x, z):
             m = x.shape[0]
-            residual = (z - operator.forward(x)).reshape(m, -1)
+            residual = (z - operator.forward(x)).reshape(m, z.shape[-2] * z.shape[-1])
             r = x.reshape(m, cells) + alpha.astype(x.dtype) * (residual @ W.T.astype(x.dtype))
             return support_selection(r, theta.astype(r.dtype), self.percent).reshape(m, hr, hr)
 

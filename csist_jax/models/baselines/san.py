@@ -112,8 +112,9 @@ class NonLocal(nn.Module):
             return nn.max_pool(v, (2, 2), strides=(2, 2), padding="VALID")
 
         theta = blocks.conv(self.inter, self.features, 1, name="theta")(x).reshape(n, h * w, self.inter)
-        phi = pool(blocks.conv(self.inter, self.features, 1, name="phi")(x)).reshape(n, -1, self.inter)
-        g = pool(blocks.conv(self.inter, self.features, 1, name="g")(x)).reshape(n, -1, self.inter)
+        pooled = (h // 2) * (w // 2)  # explicit: reshape(n, -1, ...) is ambiguous for an empty batch
+        phi = pool(blocks.conv(self.inter, self.features, 1, name="phi")(x)).reshape(n, pooled, self.inter)
+        g = pool(blocks.conv(self.inter, self.features, 1, name="g")(x)).reshape(n, pooled, self.inter)
         att = nn.softmax(jnp.einsum("nik,njk->nij", theta, phi), axis=-1)
         y = jnp.einsum("nij,njk->nik", att, g).reshape(n, h, w, self.inter)
         out = nn.Conv(

@@ -144,7 +144,8 @@ def data_step(x, phi_t_z, operator, gram, alpha, exact: bool = False):
     r = phi_t_z + alpha * x
     chol = jnp.linalg.cholesky(gram + alpha * jnp.eye(gram.shape[0], dtype=gram.dtype))
     solve = layers.rows(lambda v: jax.scipy.linalg.cho_solve((chol, True), v.T).T, exact)
-    w = solve(operator.forward(r).reshape(n, -1)).reshape((n,) + operator.out_shape)
+    pixels = operator.size * operator.size  # explicit: reshape(n, -1) is ambiguous for an empty batch
+    w = solve(operator.forward(r).reshape(n, pixels)).reshape((n,) + operator.out_shape)
     return (r - operator.adjoint(w)) / alpha
 
 
