@@ -150,7 +150,7 @@ def seq_methods(args) -> dict:
 
     def polished(d, s):
         found = window_net(win(d), frame(d))
-        points, _ = refine.polish_windows(win(d), found, noise_std=s, max_cost=polish_gate(s, 5 * 121))
+        points, _ = refine.polish_windows(win(d), found, noise_std=s, max_cost=polish_gate(s, 5 * 121, 5))
         return {"points": points, "count": found["count"]}
 
     def truth_fit(d, s):
@@ -212,6 +212,9 @@ class Cells:
     def put(self, result, *key) -> None:
         self.cells[self.key(*key)] = result
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        if os.path.exists(self.path):  # another run on the same OUT (other --datasets) may have added cells
+            with open(self.path) as f:
+                self.cells = {**json.load(f), **self.cells}
         with open(self.path + ".tmp", "w") as f:
             json.dump(self.cells, f, indent=1)
         os.replace(self.path + ".tmp", self.path)
