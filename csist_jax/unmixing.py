@@ -17,9 +17,10 @@ The library's best shipped method for the frames' noise level, behind one functi
    probability. The fit is kept where it explains the frame (its cost, in units of the pixel variance,
    within the gate of :func:`polish_gate`); elsewhere the full search refits the frame
    (:func:`csist_jax.refine.localize`) or the window (:func:`csist_jax.refine.localize_windows`).
-   This is for (nearly) noise-free frames only: above ``POLISH_MAX_STD`` grey levels the polish costs accuracy (the network's estimate,
-   which carries the prior over scenes, beats the fit's maximum likelihood, even a fit started from the
-   truth: the noise table in ``docs/results.md``), so the detector's points are returned as they are.
+   This is for (nearly) noise-free frames only: above ``POLISH_MAX_STD`` grey levels the polish costs
+   accuracy (the network's estimate, which carries the prior over scenes, beats the fit's maximum
+   likelihood, even a fit started from the truth: the noise table in ``docs/results.md``), so the
+   detector's points are returned as they are.
 
 ``method`` picks one step of that chain instead: ``"learned"`` (detector only), ``"polish"`` (always
 polish), ``"fit"`` (:func:`csist_jax.refine.localize` alone, the only method for a PSF width other than
