@@ -14,9 +14,11 @@ from csist_jax import models
 from csist_jax.models import kinds
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "csist_jax"
-#: the layers, bottom (0) to top; a package imports only from lower ranks (and ``_checks``)
+#: the layers, bottom (0) to top; a package imports only from lower ranks (``_checks`` and ``_cli`` are
+#: helpers below every layer; ``_cli`` reaches the training errors through ``sys.modules``, no import)
 RANKS = {
     "_checks": -1,
+    "_cli": -1,
     "physics": 0,
     "solvers": 1,
     "data": 1,
