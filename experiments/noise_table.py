@@ -325,7 +325,7 @@ def main(argv=None) -> int:
             start = csist100k.SPLIT_START["test"]
             plan["CSIST-100K"] = (
                 csist_methods(args),
-                lambda s: csist100k.generate(0, args.frames, start=start, noise_std=s),
+                lambda s, start=start: csist100k.generate(0, args.frames, start=start, noise_std=s),
                 50.0,
                 None,
             )
@@ -333,7 +333,9 @@ def main(argv=None) -> int:
             start = seqcsist.SPLIT_START["test"]
             plan["SeqCSIST"] = (
                 seq_methods(args),
-                lambda s: seqcsist.windows(seqcsist.generate(0, args.trajectories, start=start, noise_std=s)),
+                lambda s, start=start: seqcsist.windows(
+                    seqcsist.generate(0, args.trajectories, start=start, noise_std=s)
+                ),
                 70.0,
                 PUBLISHED,
             )
