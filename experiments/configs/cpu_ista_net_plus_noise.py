@@ -6,9 +6,11 @@
 The shipped CPU ISTA-Net+ recipe (``cpu_ista_net_plus_step01``: step sizes start at 0.1, Adam 1e-3) with
 the noise-trained localiser's data and noise: the 80,000 generated training frames, read noise drawn per
 frame on the device with std uniform in [0, 5] grey levels (``csist_jax.train.noise``), validation on
-1,000 val frames with one fixed draw of it. Budget: NUM_STEPS steps of batch 32 (19,200 frames seen), the
-same order of compute as ``seq_cpu_derefnet_noise.py`` (400 steps of 16 five-frame windows: 32,000 frame
-passes); the measured time is in ``experiments/checkpoints/README.md``. Scored after the last step. For a short run add ``--config.num_steps=20``.
+1,000 val frames with one fixed draw of it. Budget: NUM_STEPS steps of batch 32 (19,200 frames seen),
+about the compute of ``seq_cpu_derefnet_noise.py`` (200 steps of 16 five-frame windows: 16,000 frame
+passes through a larger network); the measured times (34 and 32 minutes on the same shared CPU) are in
+``experiments/checkpoints/README.md``. Scored after the last step. For a short run add
+``--config.num_steps=20``.
 """
 
 from experiments.configs.common import cpu_scale
