@@ -296,3 +296,55 @@ def test_a_misspelt_field_in_a_config_file_is_named(tmp_path):
         ValueError, match=r"config\.num_epoch is not a field .*did you mean config\.num_epochs\?"
     ):
         config_lib.resolve(module.get_config())
+
+
+_KILLED_WORKER = """
+import sys
+from csist_jax import train
+cfg = train.default_config()
+cfg.model = "ista_net"
+cfg.model_config.stages = 1
+cfg.model_config.channels = 4
+cfg.data.train_size = 64
+cfg.data.val_size = 64
+cfg.batch_size = 16
+cfg.num_epochs = 6
+cfg.learning_rate = 1e-3
+cfg.log_every_steps = 2
+cfg.checkpoint_every_steps = 2
+cfg.eval_batch_size = 32
+cfg.progress = False
+train.train_and_evaluate(cfg, sys.argv[1])
+"""
+
+
+def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_run(tmp_path):
+    """SIGKILL a training process at random moments (three times), resume after each, and end with the
+    parameters of an uninterrupted run, bit for bit; the killed runs' locks are taken over."""
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+    import warnings
+
+    import jax
+    import numpy as np
+
+    reference = train.train_and_evaluate(
+        tiny_config(num_epochs=6, checkpoint_every_steps=2), str(tmp_path / "whole")
+    )
+    workdir = tmp_path / "killed"
+    rng = random.Random(0)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for _ in range(3):
+        proc = subprocess.Popen([sys.executable, "-c", _KILLED_WORKER, str(workdir)], cwd=root)
+        time.sleep(rng.uniform(8.0, 25.0))  # somewhere in start-up, compilation or the steps
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a lock left by the killed process is reported and taken over
+        resumed = train.train_and_evaluate(tiny_config(num_epochs=6, checkpoint_every_steps=2), str(workdir))
+    assert resumed["step"] == reference["step"] == 24
+    jax.tree.map(np.testing.assert_array_equal, resumed["params"], reference["params"])
