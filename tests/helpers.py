@@ -52,3 +52,24 @@ def assert_batch_independent(apply, inputs: tuple, rtol: float = BATCH_RTOL, sat
     if saturated:
         mixed = [np.concatenate([a[:3], a[:2] * 0 + (255 if a.ndim > 1 else 3)]) for a in inputs]
         close(np.asarray(apply(*mixed))[:3], slice(0, 3))
+
+
+def tiny_config(**overrides):
+    """The smallest training run: ISTA-Net, 1 stage, 4 channels, 64 frames, batch 16, 2 epochs."""
+    from csist_jax import train
+
+    cfg = train.default_config()
+    cfg.model = "ista_net"
+    cfg.model_config.stages = 1
+    cfg.model_config.channels = 4
+    # equal split sizes: the data generator compiles once for both
+    cfg.data.train_size = 64
+    cfg.data.val_size = 64
+    cfg.batch_size = 16
+    cfg.num_epochs = 2
+    cfg.learning_rate = 1e-3
+    cfg.log_every_steps = 2
+    cfg.eval_batch_size = 32
+    cfg.progress = False
+    cfg.update(overrides)
+    return cfg

@@ -18,26 +18,9 @@ import pytest
 
 from csist_jax import models, train
 from csist_jax.train import device_data, loop
+from tests.helpers import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def tiny_config(**overrides):
-    cfg = train.default_config()
-    cfg.model = "ista_net"
-    cfg.model_config.stages = 1
-    cfg.model_config.channels = 4
-    # equal split sizes: the data generator compiles once for both
-    cfg.data.train_size = 64
-    cfg.data.val_size = 64
-    cfg.batch_size = 16
-    cfg.num_epochs = 2
-    cfg.learning_rate = 1e-3
-    cfg.log_every_steps = 2
-    cfg.eval_batch_size = 32
-    cfg.progress = False
-    cfg.update(overrides)
-    return cfg
 
 
 def _steps(workdir):
