@@ -5,7 +5,9 @@ the official on-disk layouts), ``solvers`` (analytic ISTA/FISTA), ``models`` (de
 ``refine`` (continuous sub-pixel localisation), ``metrics`` (CSO-mAP), ``train``.
 
 For users, one call each: :func:`unmix` (11 x 11 frames) and :func:`unmix_windows` (windows of frames)
-run the best shipped method for the frames' noise level (:mod:`csist_jax.unmixing`).
+run the best shipped method for the frames' noise level (:mod:`csist_jax.unmixing`);
+:func:`unmix_frames` finds and unmixes every group of whole sensor frames of any size
+(:mod:`csist_jax.frames`).
 """
 
 __version__ = "0.1.0"
@@ -24,3 +26,11 @@ def unmix_windows(windows, **options):
     from csist_jax.unmixing import unmix_windows as run
 
     return run(windows, **options)
+
+
+def unmix_frames(frames, **options):
+    """Point targets in whole ``[n, H, W]`` sensor frames, in frame coordinates: see
+    :func:`csist_jax.frames.unmix_frames`."""
+    from csist_jax.frames import unmix_frames as run
+
+    return run(frames, **options)

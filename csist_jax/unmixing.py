@@ -50,6 +50,8 @@ WINDOW_CHECKPOINT = "window_localizer_noise_c3"
 NETWORK_SIGMA = 0.5
 #: the frame size the shipped networks read
 SIZE = 11
+#: the stored frames' top level (8-bit)
+SATURATION = 255.0
 #: the methods of :func:`unmix`
 METHODS = ("auto", "learned", "polish", "fit")
 #: above this read-noise std (grey levels) ``"auto"`` returns the learned points unpolished: the polish
@@ -89,11 +91,12 @@ def _apply(name: str):
     return jax.jit(lambda variables, *inputs: net.decode(net.apply(variables, *inputs)))
 
 
-def _frames(name: str, array, ndim: int, shape: str):
-    """``array`` checked: the documented shape, finite, on the 0..255 scale; as float32 numpy."""
+def _frames(name: str, array, ndim: int, shape: str, size: int | None = SIZE):
+    """``array`` checked: the documented shape (frames of ``size x size``; None: any size), finite, on the
+    0..255 scale; as float32 numpy."""
     array = np.asarray(array)
-    if array.ndim != ndim or array.shape[-2:] != (SIZE, SIZE):
-        raise ValueError(f"{name} must have shape {shape} (11 x 11 frames), got {tuple(array.shape)}")
+    if array.ndim != ndim or (size is not None and array.shape[-2:] != (size, size)):
+        raise ValueError(f"{name} must have shape {shape} ({size} x {size} frames), got {tuple(array.shape)}")
     if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
         raise TypeError(f"{name} must be uint8 or float on the 0..255 scale, got dtype {array.dtype}")
     _checks.finite(name, array)
@@ -196,6 +199,7 @@ def unmix(
     _checks.positive_scalar("sigma", sigma)
     _checks.positive_int("batch_size", batch_size)
     frames, noise, offset = _sensor(frames, noise_std, background)
+    saturation = SATURATION - offset  # the 255 of the stored frames, less the offset removed
     chosen = _method(method, float(sigma), noise)
     from csist_jax import refine
 
@@ -206,7 +210,7 @@ def unmix(
             "position_std": np.zeros(points.shape[:2]),
         }
     elif chosen == "fit":
-        found = refine.fit_sources(frames, sigma=sigma, noise_std=noise)
+        found = refine.fit_sources(frames, sigma=sigma, noise_std=noise, saturation=saturation)
     else:
         found = _detect(FRAME_CHECKPOINT, (frames,), batch_size)
         if chosen == "polish":
@@ -216,6 +220,7 @@ def unmix(
                 sigma=sigma,
                 noise_std=noise,
                 max_cost=polish_gate(noise),
+                saturation=saturation,
                 fallback=True,
             )
     if len(frames):
@@ -258,6 +263,7 @@ def unmix_windows(
     _checks.positive_scalar("sigma", sigma)
     _checks.positive_int("batch_size", batch_size)
     frames, noise, offset = _sensor(frames, noise_std, background)
+    saturation = SATURATION - offset  # the 255 of the stored frames, less the offset removed
     chosen = _method(method, float(sigma), noise)
     net, _ = load_network(WINDOW_CHECKPOINT) if chosen != "fit" else (None, None)
     if chosen != "fit" and frames.shape[1] != 5:
@@ -270,7 +276,9 @@ def unmix_windows(
     if len(frames) == 0:
         points, count = _empty(5 if chosen == "fit" else 8)
     elif chosen == "fit":
-        points, count, _ = refine.localize_windows(frames, sigma=sigma, noise_std=noise)
+        points, count, _ = refine.localize_windows(
+            frames, sigma=sigma, noise_std=noise, saturation=saturation
+        )
     else:
         centre = np.full((len(frames),), frames.shape[1] // 2, np.int32)
         found = _detect(WINDOW_CHECKPOINT, (frames, centre), batch_size)
@@ -279,13 +287,13 @@ def unmix_windows(
         if chosen == "polish":
             gate = polish_gate(noise, frames[0].size, frames.shape[1])
             points, accepted = refine.polish_windows(
-                frames, found, sigma=sigma, noise_std=noise, max_cost=gate
+                frames, found, sigma=sigma, noise_std=noise, max_cost=gate, saturation=saturation
             )
             points, count = np.array(points, np.float32), np.array(count, np.int32)
             rejected = np.flatnonzero(~np.asarray(accepted))
             if len(rejected):  # the full window search where the detector's count does not explain the window
                 refit, refit_count, _ = refine.localize_windows(
-                    frames[rejected], sigma=sigma, noise_std=noise
+                    frames[rejected], sigma=sigma, noise_std=noise, saturation=saturation
                 )
                 slots = max(points.shape[1], refit.shape[1])
                 points = np.pad(points, ((0, 0), (0, slots - points.shape[1]), (0, 0)))

@@ -1,5 +1,6 @@
 """Evaluation: CSO-mAP (the exact published protocol, jitted), localisation error, count accuracy,
-and PSNR / SSIM of HR maps. ``match_detections`` is the per-image CSO-mAP matcher (pure, jittable)."""
+PSNR / SSIM of HR maps, and the scores of whole sensor frames (``frame_scores``: CSO-mAP in frame
+coordinates and the recall of target groups). ``match_detections`` is the per-image CSO-mAP matcher (pure, jittable)."""
 
 from csist_jax.metrics.cso_map import (
     DEFAULT_DELTAS,
@@ -8,6 +9,7 @@ from csist_jax.metrics.cso_map import (
     detections_from_maps,
     match_detections,
 )
+from csist_jax.metrics.frames import frame_scores, group_recall, groups_found
 from csist_jax.metrics.image_quality import psnr, ssim
 from csist_jax.metrics.localization import by_count, count_accuracy, localization_rmse, matched_errors
 
@@ -18,6 +20,9 @@ __all__ = [
     "cso_map_from_maps",
     "cso_map_from_points",
     "detections_from_maps",
+    "frame_scores",
+    "group_recall",
+    "groups_found",
     "localization_rmse",
     "match_detections",
     "matched_errors",

@@ -95,6 +95,7 @@ def estimate_noise(
     per_frame: bool = False,
     exclusion: int = EXCLUSION,
     saturation: float = 255.0,
+    mask=None,
 ) -> dict[str, np.ndarray | float]:
     """The read-noise std and background level of the sensor behind ``frames`` (module docstring).
 
@@ -104,12 +105,15 @@ def estimate_noise(
       per_frame: one estimate per frame (``[n]`` arrays; windows: per window) instead of one for all.
       exclusion: pixels within this many rows and columns of each frame's blob are left out.
       saturation: the top level (its probability is the upper tail).
+      mask: ``[n, H, W]`` bool (windows: ``[n, T, H, W]``), the background pixels to use, instead of
+        those ``exclusion`` pixels away from each frame's blob (for frames with many blobs, e.g. whole
+        sensor frames: :func:`csist_jax.frames.sensor_background`).
 
     Returns ``{"noise_std", "background", "pixels"}``: floats (arrays with ``per_frame``) in grey levels,
     and the number of background pixels used.
     """
     frames = np.asarray(frames)
-    if frames.ndim not in (3, 4) or frames.shape[-1] != frames.shape[-2] or frames.shape[0] == 0:
+    if frames.ndim not in (3, 4) or frames.shape[0] == 0:
         raise ValueError(
             f"frames must have shape [n, H, W] or [n, T, H, W] with n >= 1, got {tuple(frames.shape)}"
         )
@@ -117,11 +121,17 @@ def estimate_noise(
     exclusion = _checks.positive_int("exclusion", exclusion, minimum=0)
     groups = frames.reshape(frames.shape[0], -1, *frames.shape[-2:])  # [n, T, H, W]
     flat = groups.reshape(-1, *frames.shape[-2:])
-    if 2 * exclusion + 1 >= flat.shape[-1]:
+    if mask is not None:
+        mask = np.asarray(mask, bool)
+        if mask.shape != frames.shape:
+            raise ValueError(f"mask must have the frames' shape {frames.shape}, got {mask.shape}")
+        mask = mask.reshape(flat.shape)
+    elif 2 * exclusion + 1 >= min(flat.shape[-2:]):
         raise ValueError(
-            f"exclusion={exclusion} leaves no background pixel in {flat.shape[-1]} x {flat.shape[-1]} frames"
+            f"exclusion={exclusion} leaves no background pixel in {flat.shape[-2]} x {flat.shape[-1]} frames"
         )
-    mask = background_pixels(flat, exclusion)
+    else:
+        mask = background_pixels(flat, exclusion)
     levels = np.clip(np.rint(flat.astype(np.float64)), 0, saturation).astype(np.int64)
     n_levels = int(saturation) + 1
     # per frame histograms [n T, L]
