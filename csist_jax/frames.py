@@ -215,9 +215,9 @@ def crop_windows(
     pixels = (origins[:, None, None, :] + grid[None]).astype(jnp.float32)  # [k, 11, 11, 2]
     c = centres.astype(jnp.float32)
     d = jnp.linalg.norm(pixels[:, :, :, None, :] - c[None, None, None, :, :], axis=-1)  # [k, 11, 11, K]
-    d = jnp.where(valid, d, jnp.inf)
     own = jnp.take_along_axis(d, jnp.arange(len(c))[:, None, None, None], axis=-1)[..., 0]
-    other = jnp.min(jnp.where(jnp.eye(len(c), dtype=bool)[:, None, None, :], jnp.inf, d), axis=-1)
+    others = jnp.where(valid & ~jnp.eye(len(c), dtype=bool)[:, None, None, :], d, jnp.inf)
+    other = jnp.min(others, axis=-1)
     foreign = (other < own) & (own > RADIUS)
     return jnp.where(foreign, jnp.asarray(fill, windows.dtype)[:, None, None], windows)
 
@@ -282,6 +282,13 @@ _merge = jax.jit(jax.vmap(merge_windows))
 
 
 def _check_frames(frames) -> np.ndarray:
+    if isinstance(frames, (list, tuple)):
+        shapes = sorted({tuple(np.shape(f)) for f in frames})
+        if len(shapes) > 1:
+            raise ValueError(
+                f"frames of different sizes in one call: {shapes}; unmix_frames takes one size per call "
+                "(call it once per size; `python -m csist_jax unmix` groups files by size)"
+            )
     array = np.asarray(frames)
     if array.ndim != 3 or min(array.shape[1:]) < WINDOW:
         raise ValueError(

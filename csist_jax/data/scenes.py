@@ -47,7 +47,21 @@ DENSITY_AREA = 10_000
 _PROPOSALS = 16  # centre proposals per slot
 _CROP = 11  # a blob is drawn as in an 11 x 11 CSIST-100K crop around pixel (_MID, _MID), then moved
 _MID = 5
-_PIXELS_PER_CALL = 1 << 22  # frames per jitted call: about this many pixels
+_PIXELS_PER_CALL = 1 << 22  # frames per jitted call: at most this many pixels
+_FRAMES_PER_CALL = 16
+
+
+def render(targets, height: int, width: int, sigma=psf.DEFAULT_SIGMA):
+    """The noise-free ``[..., height, width]`` image of point targets ``[..., K, 3]`` of ``(x, y,
+    brightness)`` in frame coordinates (padding rows: brightness 0): :func:`csist_jax.physics.render` on a
+    rectangle. Differentiable; any leading batch shape."""
+    _checks.trailing_shape("targets", targets, (None, 3))
+    targets = jnp.asarray(targets, jnp.float32)
+    rows = jnp.arange(height, dtype=jnp.float32)
+    cols = jnp.arange(width, dtype=jnp.float32)
+    gx = psf.pixel_integrated_gaussian(rows - targets[..., 0:1], sigma)  # [..., K, H]
+    gy = psf.pixel_integrated_gaussian(cols - targets[..., 1:2], sigma)
+    return jnp.einsum("...k,...kr,...kq->...rq", targets[..., 2], gx, gy)
 
 
 def slots(height: int, width: int, density: float, isolated_density: float) -> tuple[int, int]:
@@ -89,19 +103,16 @@ def _one_frame(
     noise_std,
     background,
     gradient,
-    group_protocol,
-    single_protocol,
+    protocol,
 ):
     n_slots = groups + isolated
     k_place, k_blob, k_slope, k_sensor = jax.random.split(key, 4)
     centres, taken = _centres(k_place, height, width, n_slots, margin, min_distance)
     blob_keys = jax.random.split(k_blob, n_slots)
-    blob = functools.partial(csist100k._one_image, size=_CROP, cluster_range=(_MID, _MID))
-    t_group, c_group, _ = jax.vmap(functools.partial(blob, **group_protocol))(blob_keys)
-    t_single, c_single, _ = jax.vmap(functools.partial(blob, **single_protocol))(blob_keys)
-    is_group = jnp.arange(n_slots) < groups
-    targets = jnp.where(is_group[:, None, None], t_group, t_single)  # [slots, 5, 3] in crop coordinates
-    size = jnp.where(is_group, c_group, c_single) * taken
+    blob = functools.partial(csist100k._one_image, size=_CROP, cluster_range=(_MID, _MID), **protocol)
+    targets, size, _ = jax.vmap(blob)(blob_keys)  # [slots, 5, 3] in crop coordinates
+    # an isolated target is a blob's first target (uniform in the box whatever the blob's count)
+    size = jnp.where(jnp.arange(n_slots) < groups, size, 1) * taken
     shift = jnp.concatenate([centres - _MID, jnp.zeros((n_slots, 1))], axis=1)
     live = (jnp.arange(MAX_GROUP_TARGETS)[None, :] < size[:, None]) & taken[:, None]
     targets = jnp.where(live[..., None], targets + shift[:, None, :], 0.0)
@@ -110,11 +121,9 @@ def _one_frame(
     flat_t, flat_m = targets.reshape(-1, 3), member.reshape(-1)
     order = jnp.argsort(flat_m < 0, stable=True)
     flat_t, flat_m = flat_t[order], flat_m[order]
+    clean = render(flat_t, height, width, protocol["sigma"])
     rows = jnp.arange(height, dtype=jnp.float32)
     cols = jnp.arange(width, dtype=jnp.float32)
-    gx = psf.pixel_integrated_gaussian(rows[None, :] - flat_t[:, 0:1], group_protocol["sigma"])
-    gy = psf.pixel_integrated_gaussian(cols[None, :] - flat_t[:, 1:2], group_protocol["sigma"])
-    clean = jnp.einsum("k,kr,kq->rq", flat_t[:, 2], gx, gy)
     angle = jax.random.uniform(k_slope, (), minval=0.0, maxval=2 * jnp.pi)
     slope = gradient * jnp.stack([jnp.cos(angle), jnp.sin(angle)])
     level = (
@@ -137,16 +146,15 @@ def _one_frame(
     }
 
 
-@functools.partial(jax.jit, static_argnames=("options", "group_protocol", "single_protocol"))
-def _chunk(seed, indices, noise_std, background, gradient, options, group_protocol, single_protocol):
+@functools.partial(jax.jit, static_argnames=("options", "protocol"))
+def _chunk(seed, indices, noise_std, background, gradient, options, protocol):
     keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(jax.random.PRNGKey(seed), indices)
     one = functools.partial(
         _one_frame,
         noise_std=noise_std,
         background=background,
         gradient=gradient,
-        group_protocol=dict(group_protocol),
-        single_protocol=dict(single_protocol),
+        protocol=dict(protocol),
         **dict(options),
     )
     return jax.vmap(one)(keys)
@@ -231,8 +239,7 @@ def generate(
     )
     if not 1 <= count_range[0] <= count_range[1] <= MAX_GROUP_TARGETS:
         raise ValueError(f"count_range must satisfy 1 <= lo <= hi <= {MAX_GROUP_TARGETS}, got {count_range}")
-    group_protocol = tuple(sorted({**blob, "count_range": tuple(int(v) for v in count_range)}.items()))
-    single_protocol = tuple(sorted({**blob, "count_range": (1, 1)}.items()))
+    protocol = tuple(sorted({**blob, "count_range": tuple(int(v) for v in count_range)}.items()))
     options = (
         ("height", height),
         ("width", width),
@@ -241,7 +248,8 @@ def generate(
         ("margin", margin),
         ("min_distance", float(min_group_distance)),
     )
-    per_call = max(1, min(n, _PIXELS_PER_CALL // (height * width)))
+    # one compiled shape per frame size: a fixed number of frames per call (the last call padded)
+    per_call = max(1, min(_FRAMES_PER_CALL, _PIXELS_PER_CALL // (height * width)))
     show = progress if progress is not None else n > 4 * per_call
     parts = []
     for lo in tqdm(range(0, n, per_call), desc="scenes", unit="chunk", disable=not show):
@@ -253,8 +261,7 @@ def generate(
             float(background),
             float(gradient),
             options,
-            group_protocol,
-            single_protocol,
+            protocol,
         )
         keep = min(per_call, n - lo)
         parts.append({k: np.asarray(v[:keep]) for k, v in out.items() if return_clean or k != "clean"})
@@ -280,4 +287,4 @@ def generate(
     return result
 
 
-__all__ = ["DENSITY_AREA", "MAX_GROUP_TARGETS", "generate", "slots"]
+__all__ = ["DENSITY_AREA", "MAX_GROUP_TARGETS", "generate", "render", "slots"]
