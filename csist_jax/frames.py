@@ -54,6 +54,8 @@ THRESHOLD = 5.0
 MIN_RESPONSE = 8.0
 #: of two candidates closer than this (px), the weaker is dropped
 RADIUS = 2.5
+#: a window is masked against its this many nearest candidates
+NEIGHBOURS = 8
 #: tile side of the background fit, px
 TILE = 32
 _HALF = WINDOW // 2
@@ -203,7 +205,8 @@ def crop_windows(
     """The 11 x 11 windows of ``centres`` (:func:`window_origins`) of one frame. Pure and jittable.
 
     With ``valid`` and ``fill``, each window shows its own group alone: a pixel nearer to another valid
-    candidate than to the window's own (and more than ``RADIUS`` px from its own) is set to the window's
+    candidate (one of the ``NEIGHBOURS`` nearest) than to the window's own (and more than ``RADIUS`` px
+    from its own) is set to the window's
     background level ``fill[k]``, so a neighbouring group that reaches into the window is not unmixed
     twice, nor mistaken for part of this one.
     """
@@ -214,10 +217,14 @@ def crop_windows(
     grid = jnp.stack(jnp.meshgrid(jnp.arange(WINDOW), jnp.arange(WINDOW), indexing="ij"), axis=-1)
     pixels = (origins[:, None, None, :] + grid[None]).astype(jnp.float32)  # [k, 11, 11, 2]
     c = centres.astype(jnp.float32)
-    d = jnp.linalg.norm(pixels[:, :, :, None, :] - c[None, None, None, :, :], axis=-1)  # [k, 11, 11, K]
-    own = jnp.take_along_axis(d, jnp.arange(len(c))[:, None, None, None], axis=-1)[..., 0]
-    others = jnp.where(valid & ~jnp.eye(len(c), dtype=bool)[:, None, None, :], d, jnp.inf)
-    other = jnp.min(others, axis=-1)
+    k = len(c)
+    # each window looks at its NEIGHBOURS nearest valid candidates only (memory linear in k)
+    between = jnp.linalg.norm(c[:, None, :] - c[None, :, :], axis=-1)
+    between = jnp.where(valid[None, :] & ~jnp.eye(k, dtype=bool), between, jnp.inf)
+    near, index = jax.lax.top_k(-between, min(NEIGHBOURS, k))  # [k, j]
+    d = jnp.linalg.norm(pixels[:, :, :, None, :] - c[index][:, None, None, :, :], axis=-1)  # [k, 11, 11, j]
+    other = jnp.min(jnp.where(jnp.isfinite(near)[:, None, None, :], d, jnp.inf), axis=-1)
+    own = jnp.linalg.norm(pixels - c[:, None, None, :], axis=-1)
     foreign = (other < own) & (own > RADIUS)
     return jnp.where(foreign, jnp.asarray(fill, windows.dtype)[:, None, None], windows)
 
@@ -469,6 +476,7 @@ def unmix_frames(
     sensor = sensor_background(frames, noise_std=noise_std, background=background)
     noise, plane = sensor["noise_std"], sensor["plane"]
     chosen = unmixing._method(method, float(sigma), noise)
+    chunk = min(chunk, 1 << (n - 1).bit_length())  # a power of two: few compiled shapes, small calls small
     parts = []
     candidates = np.zeros((n,), np.int32)
     for lo in tqdm(range(0, n, chunk), desc="unmix_frames", unit="chunk", disable=not progress):
