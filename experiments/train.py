@@ -1,12 +1,27 @@
 """Train any network of ``csist_jax.models``: flags -> ``csist_jax.train.train_and_evaluate``.
 
-    python -m experiments.train --config=experiments/configs/cpu_dista_net.py \\
+    python -m experiments.train --config=experiments/configs/cpu.py:dista_net \\
         --workdir=runs/cpu_dista_net
-    python -m experiments.train --config=experiments/configs/dista_net_c3.py --workdir=gs://... \\
-        --config.batch_size=256
+    python -m experiments.train --config=experiments/configs/published.py:dista_net --workdir=gs://... \\
+        --config.optim.batch_size=256
+    # any run short: --config.optim.num_steps=50
 
-Any config field can be overridden (``--config.<field>=<value>``); an unknown field, in the file or on
-the command line, is an error. Rerunning with the same ``--workdir`` resumes from its latest checkpoint,
+``--config=FILE.py:VARIANT`` calls the file's ``get_config("VARIANT")``: ``cpu.py`` (CSIST-100K at a
+CPU budget), ``published.py`` (the published recipes, ``MODEL[,C]``), ``seqcsist.py`` (SeqCSIST),
+``zoo.py`` (the comparison zoo, ``NAME[,SCALE[,C]]``); each file's docstring lists its variants.
+The config's groups (docs/training.md; ``csist_jax.train.default_config()`` holds every field):
+
+  model  name, c, q_init_size and the model's module fields (stages, channels, step_init, ...)
+  data   dataset, source, seed, dir, train_size, val_size, window, noise_std, background
+  optim  batch_size, learning_rate, schedule, weight_decay, num_epochs, num_steps (> 0: overrides epochs)
+  loss   unfolding.sym_weight, derefnet.objective, localizer.count_weight / physics_weight
+  eval   batch_size, brightness_threshold, every_epochs
+  (run)  seed, log_every_steps, checkpoint_every_steps, keep_checkpoints, progress, steps_per_call,
+         compute_dtype, profile_steps, restart
+
+Any config field can be overridden (``--config.<group>.<field>=<value>``, e.g.
+``--config.optim.learning_rate=3e-4``); an unknown field, in the file or on the command line, is an
+error naming the field meant. Rerunning with the same ``--workdir`` resumes from its latest checkpoint,
 with the same experiment (only the logging/validation/checkpoint cadence may change, and the run may be
 lengthened); a workdir in use by a live run, or with results but no readable checkpoint, is refused.
 ``--config.restart=True`` starts afresh there, moving the earlier run to ``<workdir>/previous-<time>/``.
@@ -24,7 +39,9 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "path to an experiments/configs/*.py file")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "an experiments/configs/*.py file, with its variant after a colon (cpu.py:ista_net)"
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "directory for checkpoints and logs (resumed if present)")
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -46,7 +63,20 @@ def main(argv) -> None:
 
 def _parse_flags(argv: list[str]) -> list[str]:
     """absl's flag parsing, with an override of a field the config lacks (``--config.learning_rat=1``;
-    ml_collections raises ``AttributeError(KeyError(...))`` for it) reported as a ``ValueError``."""
+    ml_collections raises ``AttributeError(KeyError(...))`` for it) reported as a ``ValueError``, with
+    the field meant (a field of the flat config of before the groups: its new place); a value given to
+    a whole group (``--config.model=lista``) is refused naming the group's fields."""
+    from csist_jax.train import config as config_lib
+
+    for arg in argv:
+        path, sep, value = arg.removeprefix("--config.").partition("=")
+        if arg.startswith("--config.") and sep and path in config_lib.GROUPS:
+            fields = list(config_lib.default_config()[path])
+            example = "name" if "name" in fields else fields[0]
+            raise ValueError(
+                f"--config.{path} is a group of fields ({', '.join(fields)}): set one of them, e.g. "
+                f"--config.{path}.{example}={value}"
+            )
     try:
         return app.parse_flags_with_usage(argv)
     except (AttributeError, KeyError) as err:
@@ -55,9 +85,15 @@ def _parse_flags(argv: list[str]) -> list[str]:
         key, _, hint = text.partition("\n")
         key = key.strip("'\"")
         names = [a.split("=")[0] for a in argv if a.startswith("--config.")]
-        flag = next((name for name in names if key and name.split(".")[-1] == key), None)
+        flag = next((name for name in names if key and key in name.split(".")[1:]), None)
         if flag is None:  # not an unknown override: let it show as it is
             raise
+        field = flag[len("--config.") :]
+        moved, other = config_lib.moved_to(field), config_lib.elsewhere(field)
+        if moved is not None:  # a field of the flat config of before the groups
+            hint = f"The config is grouped: it is --config.{moved} now (docs/training.md)."
+        elif not hint and other:
+            hint = "Did you mean " + " or ".join(f"--{p}" for p in other) + "?"
         raise ValueError(f"{flag}: the config has no field {key!r}. {hint}".strip()) from err
 
 

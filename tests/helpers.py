@@ -55,21 +55,24 @@ def assert_batch_independent(apply, inputs: tuple, rtol: float = BATCH_RTOL, sat
 
 
 def tiny_config(**overrides):
-    """The smallest training run: ISTA-Net, 1 stage, 4 channels, 64 frames, batch 16, 2 epochs."""
+    """The smallest training run: ISTA-Net, 1 stage, 4 channels, 64 frames, batch 16, 2 epochs.
+
+    ``overrides``: fields or groups of the config, merged into it (``optim={"num_epochs": 3}`` changes
+    that one field of the group)."""
     from csist_jax import train
 
     cfg = train.default_config()
-    cfg.model = "ista_net"
-    cfg.model_config.stages = 1
-    cfg.model_config.channels = 4
+    cfg.model.name = "ista_net"
+    cfg.model.stages = 1
+    cfg.model.channels = 4
     # equal split sizes: the data generator compiles once for both
     cfg.data.train_size = 64
     cfg.data.val_size = 64
-    cfg.batch_size = 16
-    cfg.num_epochs = 2
-    cfg.learning_rate = 1e-3
+    cfg.optim.batch_size = 16
+    cfg.optim.num_epochs = 2
+    cfg.optim.learning_rate = 1e-3
     cfg.log_every_steps = 2
-    cfg.eval_batch_size = 32
+    cfg.eval.batch_size = 32
     cfg.progress = False
     cfg.update(overrides)
     return cfg

@@ -23,16 +23,16 @@ def tiny_config(num_epochs: int = 2):
     from csist_jax import train
 
     cfg = train.default_config()
-    cfg.model = "ista_net"
-    cfg.model_config.stages = 1
-    cfg.model_config.channels = 4
+    cfg.model.name = "ista_net"
+    cfg.model.stages = 1
+    cfg.model.channels = 4
     cfg.data.train_size = 64
     cfg.data.val_size = 64
-    cfg.batch_size = 16
-    cfg.num_epochs = num_epochs
-    cfg.learning_rate = 1e-3
+    cfg.optim.batch_size = 16
+    cfg.optim.num_epochs = num_epochs
+    cfg.optim.learning_rate = 1e-3
     cfg.log_every_steps = 2
-    cfg.eval_batch_size = 32
+    cfg.eval.batch_size = 32
     cfg.progress = False
     return cfg
 

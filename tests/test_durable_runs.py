@@ -156,26 +156,28 @@ def test_unreadable_checkpoints_spell_out_the_choices(copy):
 def test_a_resume_with_another_learning_rate_is_refused_naming_the_field(copy):
     saved = (copy / "config.json").read_text()
     with pytest.raises(
-        workdir_lib.ConfigMismatch, match=r"config\.learning_rate: 0\.001 -> 0\.002"
+        workdir_lib.ConfigMismatch, match=r"config\.optim\.learning_rate: 0\.001 -> 0\.002"
     ) as caught:
-        train.train_and_evaluate(tiny_config(learning_rate=2e-3, log_every_steps=4), str(copy))
+        train.train_and_evaluate(tiny_config(optim={"learning_rate": 2e-3}, log_every_steps=4), str(copy))
     assert "config.log_every_steps" not in str(caught.value), "a cadence change is not a difference"
     assert (copy / "config.json").read_text() == saved
     assert not os.path.exists(copy / "config_history.jsonl") and not os.path.exists(copy / ".lock")
 
 
 def test_a_resume_with_more_epochs_extends_the_run_and_is_recorded(copy):
-    result = train.train_and_evaluate(tiny_config(num_epochs=3, log_every_steps=4), str(copy))
+    result = train.train_and_evaluate(tiny_config(optim={"num_epochs": 3}, log_every_steps=4), str(copy))
     assert result["step"] == 12
     (line,) = (copy / "config_history.jsonl").read_text().splitlines()
     entry = json.loads(line)
     assert entry["step"] == 8 and entry["time"]
-    assert entry["changed"] == {"log_every_steps": [2, 4], "num_epochs": [2, 3]}
-    assert json.loads((copy / "config.json").read_text())["num_epochs"] == 3
+    assert entry["changed"] == {"log_every_steps": [2, 4], "optim.num_epochs": [2, 3]}
+    assert json.loads((copy / "config.json").read_text())["optim"]["num_epochs"] == 3
     val = [r["step"] for r in _rows(copy) if r["split"] == "val"]
     assert val == [4, 8, 12]
     # a shorter run than the saved one is refused (once the steps per epoch are known)
-    with pytest.raises(workdir_lib.ConfigMismatch, match=r"config\.num_epochs: 3 -> 2 .*shortens the run"):
+    with pytest.raises(
+        workdir_lib.ConfigMismatch, match=r"config\.optim\.num_epochs: 3 -> 2 .*shortens the run"
+    ):
         train.train_and_evaluate(tiny_config(), str(copy))
 
 
@@ -186,30 +188,79 @@ def test_what_a_resume_may_change():
     def compare(**overrides):
         return workdir_lib.compare("w", saved, tiny_config(**overrides), defaults)
 
-    assert compare(eval_batch_size=64, progress=True, restart=True) == {
-        "eval_batch_size": (32, 64),
+    assert compare(eval={"batch_size": 64}, progress=True, restart=True) == {
+        "eval.batch_size": (32, 64),
         "progress": (False, True),
     }
     with pytest.raises(
-        workdir_lib.ConfigMismatch, match=r"config\.model_config\.stages: 1 -> 2.*config\.seed: 0 -> 1"
+        workdir_lib.ConfigMismatch, match=r"config\.model\.stages: 1 -> 2.*config\.seed: 0 -> 1"
     ):
         cfg = tiny_config(seed=1)
-        cfg.model_config.stages = 2
+        cfg.model.stages = 2
         workdir_lib.compare("w", saved, cfg, defaults)
     with pytest.raises(workdir_lib.ConfigMismatch, match=r"config\.data\.train_size: 64 -> 128"):
         compare(data={"train_size": 128})
     # the length: the same total in another form, or longer under a constant schedule
-    assert workdir_lib.length_change("w", saved, tiny_config(num_steps=8), defaults, 4) == {
-        "num_steps": (0, 8)
+    assert workdir_lib.length_change("w", saved, tiny_config(optim={"num_steps": 8}), defaults, 4) == {
+        "optim.num_steps": (0, 8)
     }
-    assert workdir_lib.length_change("w", saved, tiny_config(num_steps=9), defaults, 4) == {
-        "num_steps": (0, 9)
+    assert workdir_lib.length_change("w", saved, tiny_config(optim={"num_steps": 9}), defaults, 4) == {
+        "optim.num_steps": (0, 9)
     }
     with pytest.raises(workdir_lib.ConfigMismatch, match="shortens the run from 8 to 6 steps"):
-        workdir_lib.length_change("w", saved, tiny_config(num_steps=6), defaults, 4)
-    cosine = json.loads(tiny_config(schedule="cosine").to_json_best_effort())
+        workdir_lib.length_change("w", saved, tiny_config(optim={"num_steps": 6}), defaults, 4)
+    cosine = json.loads(tiny_config(optim={"schedule": "cosine"}).to_json_best_effort())
+    longer = tiny_config(optim={"schedule": "cosine", "num_epochs": 3})
     with pytest.raises(workdir_lib.ConfigMismatch, match="schedule='cosine'"):
-        workdir_lib.length_change("w", cosine, tiny_config(schedule="cosine", num_epochs=3), defaults, 4)
+        workdir_lib.length_change("w", cosine, longer, defaults, 4)
+
+
+def test_a_workdir_written_before_the_config_groups_resumes(copy):
+    """A workdir whose config.json is of the flat layout of before the groups resumes (here: lengthened)
+    as the same run; the history notes the layout and config.json is rewritten grouped."""
+    (copy / "config.json").write_text(json.dumps(_flat_layout(tiny_config()), indent=1))
+    result = train.train_and_evaluate(tiny_config(optim={"num_epochs": 3}), str(copy))
+    assert result["step"] == 12
+    (line,) = (copy / "config_history.jsonl").read_text().splitlines()
+    entry = json.loads(line)
+    assert entry["changed"] == {"optim.num_epochs": [2, 3]} and "flat layout" in entry["note"]
+    saved = json.loads((copy / "config.json").read_text())
+    assert not config_lib.is_flat(saved) and saved["optim"]["num_epochs"] == 3
+
+
+def _flat_layout(cfg) -> dict:
+    """``cfg`` as the flat ``config.json`` of before the config's groups (``config.FLAT_NAMES``)."""
+    grouped = json.loads(cfg.to_json_best_effort())
+    dotted = config_lib.flatten(grouped)
+    flat = {k: v for k, v in grouped.items() if k not in config_lib.GROUPS}
+    flat["data"] = {k: v for k, v in grouped["data"].items() if k != "window"}
+    for old, new in config_lib.FLAT_NAMES.items():
+        if new == "model":
+            flat[old] = {k: v for k, v in grouped["model"].items() if k not in config_lib.MODEL_FIELDS}
+        else:
+            flat[old] = dotted[new]
+    return flat
+
+
+def test_a_workdir_of_the_flat_config_resumes_as_the_same_run():
+    """A config.json written before the config's groups (flat) reads as the same run: no difference,
+    its length and cadence changes named by their new dotted paths."""
+    grouped = tiny_config()
+    flat = _flat_layout(grouped)
+    assert config_lib.is_flat(flat) and not config_lib.is_flat(grouped)
+    assert config_lib.upgrade(flat) == json.loads(grouped.to_json_best_effort())
+    defaults = train.default_config()
+    assert workdir_lib.compare("w", flat, grouped, defaults) == {}
+    assert workdir_lib.compare("w", flat, tiny_config(eval={"batch_size": 64}), defaults) == {
+        "eval.batch_size": (32, 64)
+    }
+    assert workdir_lib.length_change("w", flat, tiny_config(optim={"num_epochs": 3}), defaults, 4) == {
+        "optim.num_epochs": (2, 3)
+    }
+    with pytest.raises(
+        workdir_lib.ConfigMismatch, match=r"config\.loss\.unfolding\.sym_weight: 0\.01 -> 0\.1"
+    ):
+        workdir_lib.compare("w", flat, tiny_config(loss={"unfolding": {"sym_weight": 0.1}}), defaults)
 
 
 # 4. every config field checked ------------------------------------------------------------------------
@@ -219,13 +270,22 @@ def test_what_a_resume_may_change():
     ("overrides", "message"),
     [
         (
-            {"learning_rat": 1e-3},
-            r"config\.learning_rat is not a field .*did you mean config\.learning_rate\?",
+            {"optim": {"learning_rat": 1e-3}},
+            r"config\.optim\.learning_rat is not a field .*did you mean config\.optim\.learning_rate\?",
         ),
         (
-            {"model_config": {"stage": 2}},
-            r"config\.model_config\.stage is not a field of model 'ista_net' "
-            r"\(did you mean config\.model_config\.stages\?",
+            {"learning_rate": 1e-3},
+            r"config\.learning_rate is not a field .*it is config\.optim\.learning_rate now",
+        ),
+        (
+            {"loss": {"localizer": {"count_weigth": 1.0}}},
+            r"config\.loss\.localizer\.count_weigth is not a field of config\.loss\.localizer "
+            r"\(did you mean config\.loss\.localizer\.count_weight\?",
+        ),
+        (
+            {"model": {"stage": 2}},
+            r"config\.model\.stage is not a field of model 'ista_net' "
+            r"\(did you mean config\.model\.stages\?",
         ),
         (
             {"data": {"trian_size": 64}},
@@ -233,18 +293,27 @@ def test_what_a_resume_may_change():
             r"\(did you mean config\.data\.train_size\?",
         ),
         (
-            {"model": "lista", "model_config": {"channels": 4}},
-            r"config\.model_config\.channels is not a field of model 'lista'",
+            {"model": {"name": "lista", "channels": 4}},
+            r"config\.model\.channels is not a field of model 'lista'",
         ),
-        ({"sym_weight": float("nan")}, r"config\.sym_weight must be a finite number, got nan"),
-        ({"weight_decay": float("inf")}, r"config\.weight_decay must be a finite number, got inf"),
-        ({"count_weight": float("inf")}, r"config\.count_weight must be a finite number"),
-        ({"brightness_threshold": float("nan")}, r"config\.brightness_threshold must be a finite number"),
-        ({"learning_rate": float("nan")}, r"config\.learning_rate must be a finite number"),
         (
-            {"model_config": {"step_init": float("nan")}},
-            r"config\.model_config\.step_init must be a finite number",
+            {"loss": {"unfolding": {"sym_weight": float("nan")}}},
+            r"config\.loss\.unfolding\.sym_weight must be a finite number, got nan",
         ),
+        (
+            {"optim": {"weight_decay": float("inf")}},
+            r"config\.optim\.weight_decay must be a finite number, got inf",
+        ),
+        (
+            {"loss": {"localizer": {"count_weight": float("inf")}}},
+            r"config\.loss\.localizer\.count_weight must be a finite number",
+        ),
+        (
+            {"eval": {"brightness_threshold": float("nan")}},
+            r"config\.eval\.brightness_threshold must be a finite number",
+        ),
+        ({"optim": {"learning_rate": float("nan")}}, r"config\.optim\.learning_rate must be a finite number"),
+        ({"model": {"step_init": float("nan")}}, r"config\.model\.step_init must be a finite number"),
         ({"data": {"val_size": 0}}, r"config\.data\.val_size must be an integer >= 1, got 0"),
     ],
 )
@@ -257,13 +326,11 @@ def test_every_field_is_checked(tmp_path, overrides, message):
 
 
 def test_model_fields_beyond_the_placeholders_are_accepted():
-    cfg = tiny_config(model="dista_net")
-    cfg.model_config.hidden = 16
-    assert config_lib.resolve(cfg).model_config.hidden == 16
-    with pytest.raises(
-        ValueError, match=r"config\.model_config\.hiden .*did you mean config\.model_config\.hidden\?"
-    ):
-        config_lib.resolve({"model": "dista_net", "model_config": {"hiden": 16}})
+    cfg = tiny_config(model={"name": "dista_net"})
+    cfg.model.hidden = 16
+    assert config_lib.resolve(cfg).model.hidden == 16
+    with pytest.raises(ValueError, match=r"config\.model\.hiden .*did you mean config\.model\.hidden\?"):
+        config_lib.resolve({"model": {"name": "dista_net", "hiden": 16}})
 
 
 def test_a_misspelt_field_in_a_config_file_is_named(tmp_path):
@@ -276,7 +343,7 @@ def test_a_misspelt_field_in_a_config_file_is_named(tmp_path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     with pytest.raises(
-        ValueError, match=r"config\.num_epoch is not a field .*did you mean config\.num_epochs\?"
+        ValueError, match=r"config\.num_epoch is not a field .*did you mean config\.optim\.num_epochs\?"
     ):
         config_lib.resolve(module.get_config())
 
@@ -285,17 +352,17 @@ _KILLED_WORKER = """
 import sys
 from csist_jax import train
 cfg = train.default_config()
-cfg.model = "ista_net"
-cfg.model_config.stages = 1
-cfg.model_config.channels = 4
+cfg.model.name = "ista_net"
+cfg.model.stages = 1
+cfg.model.channels = 4
 cfg.data.train_size = 64
 cfg.data.val_size = 64
-cfg.batch_size = 16
-cfg.num_epochs = 6
-cfg.learning_rate = 1e-3
+cfg.optim.batch_size = 16
+cfg.optim.num_epochs = 6
+cfg.optim.learning_rate = 1e-3
 cfg.log_every_steps = 2
 cfg.checkpoint_every_steps = 2
-cfg.eval_batch_size = 32
+cfg.eval.batch_size = 32
 cfg.progress = False
 train.train_and_evaluate(cfg, sys.argv[1])
 """
@@ -315,7 +382,7 @@ def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_run(tmp_pa
     import numpy as np
 
     reference = train.train_and_evaluate(
-        tiny_config(num_epochs=6, checkpoint_every_steps=2), str(tmp_path / "whole")
+        tiny_config(optim={"num_epochs": 6}, checkpoint_every_steps=2), str(tmp_path / "whole")
     )
     workdir = tmp_path / "killed"
     rng = random.Random(0)
@@ -328,6 +395,8 @@ def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_run(tmp_pa
         proc.wait(timeout=60)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a lock left by the killed process is reported and taken over
-        resumed = train.train_and_evaluate(tiny_config(num_epochs=6, checkpoint_every_steps=2), str(workdir))
+        resumed = train.train_and_evaluate(
+            tiny_config(optim={"num_epochs": 6}, checkpoint_every_steps=2), str(workdir)
+        )
     assert resumed["step"] == reference["step"] == 24
     jax.tree.map(np.testing.assert_array_equal, resumed["params"], reference["params"])

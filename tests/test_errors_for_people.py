@@ -220,7 +220,7 @@ def _workdir_errors():
 @pytest.mark.parametrize(
     "error",
     [
-        ValueError("config.batch_size must be an integer >= 1, got 0"),
+        ValueError("config.optim.batch_size must be an integer >= 1, got 0"),
         TypeError("batch_size must be an integer, got 0.5"),
         FileNotFoundError("--manual-dir /nowhere: no such directory"),
         PermissionError(13, "Permission denied", "/data"),
@@ -293,20 +293,24 @@ def test_cli_missing_manual_dir_is_one_line_and_its_traceback_on_request(tmp_pat
 @pytest.mark.parametrize(
     "override, words",
     [
-        ("--config.learning_rat=1", ("--config.learning_rat", "learning_rate")),
-        ("--config.batch_size=0", ("config.batch_size must be an integer >= 1, got 0",)),
+        ("--config.optim.learning_rat=1", ("--config.optim.learning_rat", "learning_rate")),
+        ("--config.optim.batch_size=0", ("config.optim.batch_size must be an integer >= 1, got 0",)),
+        # a field of the flat config of before the groups: its new place
+        ("--config.batch_size=0", ("--config.batch_size", "--config.optim.batch_size now")),
+        ("--config.model=lista", ("--config.model is a group of fields", "--config.model.name=lista")),
+        ("--config.loss.count_weight=1", ("Did you mean --config.loss.localizer.count_weight?",)),
     ],
 )
 def test_cli_config_mistakes_are_one_line(tmp_path, override, words):
-    args = ["experiments.train", "--config=experiments/configs/cpu_localizer.py"]
+    args = ["experiments.train", "--config=experiments/configs/cpu.py:localizer"]
     args += [f"--workdir={tmp_path / 'run'}", override]
     _assert_one_line(_run(args), "experiments.train", *words)
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_cli_verbose_shows_the_traceback(tmp_path):
-    args = ["experiments.train", "--config=experiments/configs/cpu_localizer.py"]
-    proc = _run(args + [f"--workdir={tmp_path}", "--config.batch_size=0", "--verbose"])
+    args = ["experiments.train", "--config=experiments/configs/cpu.py:localizer"]
+    proc = _run(args + [f"--workdir={tmp_path}", "--config.optim.batch_size=0", "--verbose"])
     assert proc.returncode != 0 and "Traceback" in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
-    assert last == "ValueError: config.batch_size must be an integer >= 1, got 0"
+    assert last == "ValueError: config.optim.batch_size must be an integer >= 1, got 0"

@@ -39,7 +39,7 @@ def test_localizer_is_registered_apart_from_the_map_networks(small):
     assert models.is_localizer(net) and not models.is_localizer(models.create("ista_net", stages=1))
     assert set(variables) == {"params", "constants"}
     assert variables["constants"]["q_init"].shape == (33 * 33, 121)
-    train.config.check(train.config.resolve({"model": "localizer"}))
+    train.config.check(train.config.resolve({"model": {"name": "localizer"}}))
 
 
 def test_outputs_have_the_documented_shapes_and_ranges(small, frames):
@@ -203,16 +203,16 @@ def test_points_threshold_and_arguments(frames):
 
 def test_a_tiny_training_run_writes_best_and_reloads(tmp_path):
     cfg = train.default_config()
-    cfg.model = "localizer"
-    cfg.model_config.stages = 1
-    cfg.model_config.channels = 8
+    cfg.model.name = "localizer"
+    cfg.model.stages = 1
+    cfg.model.channels = 8
     cfg.data.train_size = N
     cfg.data.val_size = N
-    cfg.batch_size = 16
-    cfg.num_epochs = 1
-    cfg.learning_rate = 1e-3
+    cfg.optim.batch_size = 16
+    cfg.optim.num_epochs = 1
+    cfg.optim.learning_rate = 1e-3
     cfg.log_every_steps = 1
-    cfg.eval_batch_size = 32
+    cfg.eval.batch_size = 32
     cfg.progress = False
     result = train.train_and_evaluate(cfg, str(tmp_path))
     assert result["step"] == 2

@@ -104,4 +104,4 @@ def test_two_processes_train_like_one_write_once_and_resume(tmp_path):
         _assert_close(_params(result), _params(want))
     assert sorted(os.listdir(shared / "checkpoints"), key=int) == ["8", "12"]
     history = [json.loads(line) for line in open(shared / "config_history.jsonl")]
-    assert [(h["step"], h["changed"]) for h in history] == [(8, {"num_epochs": [2, 3]})]
+    assert [(h["step"], h["changed"]) for h in history] == [(8, {"optim.num_epochs": [2, 3]})]

@@ -25,22 +25,22 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def tiny_derefnet(**overrides):
     """2 training trajectories cut into windows of 3 (36 windows), batch 12: 3 steps per epoch."""
     cfg = train.default_config()
-    cfg.model = "derefnet"
+    cfg.model.name = "derefnet"
     cfg.data.dataset = "seqcsist"
-    cfg.window = 3
-    cfg.model_config.stages = 1
-    cfg.model_config.channels = 4
-    cfg.model_config.residual_blocks = 1
+    cfg.data.window = 3
+    cfg.model.stages = 1
+    cfg.model.channels = 4
+    cfg.model.residual_blocks = 1
     cfg.data.train_size = 2
     cfg.data.val_size = 1
-    cfg.batch_size = 12
-    cfg.num_epochs = 2
-    cfg.learning_rate = 1e-3
-    cfg.weight_decay = 1e-5
-    cfg.brightness_threshold = 70.0
+    cfg.optim.batch_size = 12
+    cfg.optim.num_epochs = 2
+    cfg.optim.learning_rate = 1e-3
+    cfg.optim.weight_decay = 1e-5
+    cfg.eval.brightness_threshold = 70.0
     cfg.log_every_steps = 1
     cfg.checkpoint_every_steps = 2
-    cfg.eval_batch_size = 18
+    cfg.eval.batch_size = 18
     cfg.progress = False
     cfg.update(overrides)
     return cfg
@@ -115,37 +115,45 @@ def test_window_frames_is_the_published_windowing():
 
 
 def _experiment_configs():
-    paths = sorted(glob.glob(os.path.join(ROOT, "experiments", "configs", "*.py")))
-    return [os.path.basename(p)[:-3] for p in paths if not os.path.basename(p).startswith(("_", "common"))]
+    """Every ``file:variant`` of ``experiments/configs`` (the zoo's: tests/test_config_groups.py)."""
+    from experiments.configs import cpu, published, seqcsist
+
+    names = [f"cpu:{v}" for v in cpu.VARIANTS] + [f"seqcsist:{v}" for v in seqcsist.VARIANTS]
+    names += [f"published:{n}" for n in published.NETWORKS] + [f"published:dista_net,{c}" for c in (5, 7)]
+    paths = glob.glob(os.path.join(ROOT, "experiments", "configs", "*.py"))
+    files = {os.path.basename(p)[:-3] for p in paths}
+    assert files == {"__init__", "common", "cpu", "published", "seqcsist", "zoo"}, "a config file untested"
+    return names
 
 
 @pytest.mark.parametrize("name", _experiment_configs())
 def test_every_experiment_config_passes_the_checks(name):
-    config = importlib.import_module(f"experiments.configs.{name}").get_config()
-    resolved = config_lib.resolve(config)
-    assert resolved.model in models.MODEL_NAMES + models.SEQUENCE_MODEL_NAMES + models.LOCALIZER_NAMES
-    module_doc = importlib.import_module(f"experiments.configs.{name}").__doc__
-    assert f"experiments/configs/{name}.py" in module_doc, "the docstring gives the command"
+    file, arg = name.split(":")
+    module = importlib.import_module(f"experiments.configs.{file}")
+    resolved = config_lib.resolve(module.get_config(arg))
+    assert resolved.model.name in models.MODEL_NAMES + models.SEQUENCE_MODEL_NAMES + models.LOCALIZER_NAMES
+    assert f"experiments/configs/{file}.py" in module.__doc__, "the docstring gives the command"
+    assert f"``{arg}``" in module.__doc__, "the docstring names the variant"
 
 
 def test_seqcsist_cpu_budget_is_equal_across_networks():
     from experiments.configs import common
 
     budgets = [common.seqcsist_cpu(m) for m in ("derefnet", "ista_net", "ista_net_plus", "dista_net")]
-    keys = ("batch_size", "num_steps", "learning_rate", "weight_decay", "brightness_threshold")
     for cfg in budgets[1:]:
-        assert [cfg[k] for k in keys] == [budgets[0][k] for k in keys]
-        assert cfg.data.to_dict() == budgets[0].data.to_dict()
-    assert budgets[0].window == 5 and all(cfg.window == 0 for cfg in budgets[1:])
+        assert cfg.optim.to_dict() == budgets[0].optim.to_dict()
+        assert cfg.eval.brightness_threshold == budgets[0].eval.brightness_threshold
+        assert {**cfg.data.to_dict(), "window": 5} == budgets[0].data.to_dict()
+    assert budgets[0].data.window == 5 and all(cfg.data.window == 0 for cfg in budgets[1:])
 
 
 @pytest.mark.parametrize(
     ("overrides", "field"),
     [
         ({"data": {"dataset": "csist100k"}}, "config.data.dataset"),
-        ({"window": 4}, "config.window"),
-        ({"objective": "mine"}, "config.objective"),
-        ({"weight_decay": -1.0}, "config.weight_decay"),
+        ({"data": {"window": 4}}, "config.data.window"),
+        ({"loss": {"derefnet": {"objective": "mine"}}}, "config.loss.derefnet.objective"),
+        ({"optim": {"weight_decay": -1.0}}, "config.optim.weight_decay"),
         ({"data": {"dataset": "seqcsist100"}}, "config.data.dataset"),
     ],
 )
@@ -157,6 +165,6 @@ def test_bad_sequence_config_names_the_field(overrides, field):
 
 
 def test_single_frame_network_with_a_window_names_the_field():
-    cfg = tiny_derefnet(model="ista_net")
-    with pytest.raises(ValueError, match="config.window"):
+    cfg = tiny_derefnet(model={"name": "ista_net"})
+    with pytest.raises(ValueError, match="config.data.window"):
         config_lib.resolve(cfg)

@@ -217,17 +217,19 @@ def test_bfloat16_compute_trains_float32_parameters_to_nearly_the_float32_step()
 @pytest.mark.parametrize(
     ("overrides", "field"),
     [
-        ({"model": "resnet"}, "config.model"),
-        ({"learning_rate": -1.0}, "config.learning_rate"),
+        ({"model": {"name": "resnet"}}, "config.model.name"),
+        ({"optim": {"learning_rate": -1.0}}, "config.optim.learning_rate"),
         ({"compute_dtype": "float16"}, "config.compute_dtype"),
         ({"steps_per_call": 0}, "config.steps_per_call"),
         ({"profile_steps": "5,2"}, "config.profile_steps"),
         ({"profile_steps": "all"}, "config.profile_steps"),
         ({"seed": -1}, "config.seed"),
-        ({"batch_size": 128}, "config.batch_size"),
+        ({"optim": {"batch_size": 128}}, "config.optim.batch_size"),
         ({"data": {"source": "ftp"}}, "data.source"),
-        ({"schedule": "linear"}, "config.schedule"),
-        ({"count_weight": -1.0}, "config.count_weight"),
+        ({"optim": {"schedule": "linear"}}, "config.optim.schedule"),
+        ({"loss": {"localizer": {"count_weight": -1.0}}}, "config.loss.localizer.count_weight"),
+        ({"eval": {"every_epochs": 0}}, "config.eval.every_epochs"),
+        ({"model": {"c": 0}}, "config.model.c"),
     ],
 )
 def test_bad_config_raises_clear_errors(tmp_path, overrides, field):
@@ -239,7 +241,7 @@ def test_bad_config_raises_clear_errors(tmp_path, overrides, field):
 
 def test_cosine_schedule_decays_the_rate_to_zero_over_the_run():
     cfg = tiny_config()
-    cfg.learning_rate, cfg.schedule = 1e-2, "cosine"
+    cfg.optim.learning_rate, cfg.optim.schedule = 1e-2, "cosine"
     with pytest.raises(ValueError, match="total_steps"):
         train.config.optimizer(cfg)
     opt = train.config.optimizer(cfg, total_steps=10)
@@ -300,11 +302,11 @@ MULTI_DEVICE_SCRIPT = textwrap.dedent(
             np.testing.assert_allclose(np.asarray(b) - np.asarray(a0), update, rtol=0, atol=1e-3 * scale)
     # a batch that does not split evenly over the devices is refused before any work
     bad = train.default_config()
-    bad.batch_size = 6
+    bad.optim.batch_size = 6
     try:
         train.train_and_evaluate(bad, tempfile.mkdtemp())
     except ValueError as err:
-        assert "config.batch_size (6) must be divisible by the 4 devices" in str(err), err
+        assert "config.optim.batch_size (6) must be divisible by the 4 devices" in str(err), err
     else:
         raise AssertionError("batch_size 6 on 4 devices was accepted")
     print("OK", l1, l4)
@@ -327,8 +329,8 @@ def test_four_cpu_devices_give_the_same_update_as_one():
 
 
 def test_lista_whose_layers_share_an_initial_array_trains(tmp_path):
-    cfg = tiny_config(model="lista", num_steps=1)
-    cfg.model_config.channels = None
+    cfg = tiny_config(model={"name": "lista"}, optim={"num_steps": 1})
+    cfg.model.channels = None
     result = train.train_and_evaluate(cfg, str(tmp_path))
     assert result["step"] == 1
     assert all(np.all(np.isfinite(np.asarray(p))) for p in jax.tree.leaves(result["params"]))

@@ -99,7 +99,7 @@ def test_derefnet_training_steps_lower_the_loss_and_move_every_parameter():
     optimizer = optax.adam(LEARNING_RATE)
     mesh = train.make_mesh()
     config = train.default_config()
-    config.model, config.window, config.data.dataset = "derefnet", 5, "seqcsist"
+    config.model.name, config.data.window, config.data.dataset = "derefnet", 5, "seqcsist"
     step = train.make_train_step(net, optimizer, config, mesh)
     state = jax.device_put(
         jax.tree.map(jnp.copy, train.init_state(variables, optimizer)), NamedSharding(mesh, P())

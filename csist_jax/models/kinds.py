@@ -21,8 +21,10 @@ against the targets themselves. The model itself owns the rest:
 
 * ``objective(outputs, aux, labels, **options)`` (maps) or ``objective(outputs, targets, *, images,
   **options)`` (points): its training loss, ``(loss, parts)``;
-* ``LOSS_OPTIONS``: the names of the config fields its objective reads (e.g. ``("sym_weight",)``); the
-  training route passes exactly those, nothing is replaced behind the config's back;
+* ``LOSS_GROUP`` and ``LOSS_OPTIONS``: the sub-group of the training config's ``loss`` group its
+  objective's options live in and the names of the fields of it the objective reads (e.g. ``"unfolding"``
+  and ``("sym_weight",)``: ``config.loss.unfolding.sym_weight``); the training route passes exactly
+  those, nothing is replaced behind the config's back;
 * ``decode(outputs, **options)``: ``{"maps": ...}`` or ``{"points", "count", ...}`` for the metrics.
 
 The training route (:mod:`csist_jax.train`) calls only this interface: it never asks which kind, name
@@ -94,16 +96,17 @@ class Kind:
         return images[:, images.shape[1] // 2] if self.windows else images
 
     def check_window(self, window: int, dataset: str, name: str) -> None:
-        """Raise naming the fields unless ``config.window`` / ``config.data.dataset`` suit this kind."""
+        """Raise naming the fields unless ``config.data.window`` / ``config.data.dataset`` suit this kind."""
         if self.windows:
             if dataset != "seqcsist" or window < 3 or window % 2 == 0:
                 raise ValueError(
-                    f"config.model={name!r} reads windows of frames: it needs config.data.dataset='seqcsist' "
-                    f"and an odd config.window >= 3, got {dataset!r} and {window}"
+                    f"config.model.name={name!r} reads windows of frames: it needs "
+                    f"config.data.dataset='seqcsist' and an odd config.data.window >= 3, got {dataset!r} "
+                    f"and {window}"
                 )
         elif window:
             raise ValueError(
-                f"config.window must be 0 for the single-frame model {name!r} (it sees one frame), "
+                f"config.data.window must be 0 for the single-frame model {name!r} (it sees one frame), "
                 f"got {window}"
             )
 
@@ -143,8 +146,14 @@ def of(module) -> Kind:
 
 
 def loss_options(module, config) -> dict:
-    """The config fields ``module``'s objective reads (``module.LOSS_OPTIONS``), from ``config``."""
-    return {name: config[name] for name in getattr(module, "LOSS_OPTIONS", ())}
+    """The options ``module``'s objective reads: the fields ``module.LOSS_OPTIONS`` of the sub-group
+    ``module.LOSS_GROUP`` of ``config.loss`` (``config``: the training config, or its ``loss`` group)."""
+    names = tuple(getattr(module, "LOSS_OPTIONS", ()))
+    if not names:
+        return {}
+    loss = config["loss"] if "loss" in config else config
+    group = loss[module.LOSS_GROUP]
+    return {name: group[name] for name in names}
 
 
 __all__ = [

@@ -374,7 +374,9 @@ class MapNetwork(nn.Module):
 
     #: frames in, HR maps out (:mod:`csist_jax.models.kinds`)
     KIND = kinds.FRAME_MAPS
-    #: the config fields :meth:`objective` reads
+    #: the sub-group of the training config's ``loss`` group :meth:`objective`'s options are read from
+    LOSS_GROUP = "unfolding"
+    #: the fields of that sub-group :meth:`objective` reads (``config.loss.unfolding.sym_weight``)
     LOSS_OPTIONS = ("sym_weight",)
 
     @property
@@ -446,7 +448,9 @@ class WindowNetwork(MapNetwork):
     MIN_FRAMES = 1  # the fewest frames of a window
     #: windows in, the centre frames' HR maps out (:mod:`csist_jax.models.kinds`)
     KIND = kinds.WINDOW_MAPS
-    #: the config fields :meth:`objective` reads
+    #: the sub-group of the training config's ``loss`` group, and its fields :meth:`objective` reads
+    #: (``config.loss.derefnet.objective``)
+    LOSS_GROUP = "derefnet"
     LOSS_OPTIONS = ("objective",)
 
     def objective(self, maps, aux, labels, *, objective="toolkit"):

@@ -119,7 +119,9 @@ class Localizer(nn.Module):
 
     #: frames in, per-cell detections out (:mod:`csist_jax.models.kinds`)
     KIND = kinds.FRAME_POINTS
-    #: the config fields :meth:`objective` reads
+    #: the sub-group of the training config's ``loss`` group, and its fields :meth:`objective` reads
+    #: (``config.loss.localizer.count_weight`` and ``physics_weight``)
+    LOSS_GROUP = "localizer"
     LOSS_OPTIONS = ("count_weight", "physics_weight")
 
     def objective(self, outputs, targets, *, images=None, count_weight=0.0, physics_weight=0.0):

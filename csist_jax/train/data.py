@@ -12,8 +12,9 @@
 ``config.data.dataset = "seqcsist"``: the same for SeqCSIST trajectories (:mod:`csist_jax.data.seqcsist`,
 ``seqcsist.SPLIT_START`` / ``SPLIT_SIZE``, the published 3,500 / 750 / 750); ``{split}_size`` counts
 trajectories. :func:`training_arrays` turns a split into what the training loop holds: frames, or with
-``config.window`` whole trajectories (cut into windows on the device, :func:`seqcsist.window_frames`) and,
-for validation, the windows themselves (:func:`seqcsist.windows`: the same rule on the host).
+``config.data.window`` whole trajectories (cut into windows on the device,
+:func:`seqcsist.window_frames`) and, for validation, the windows themselves (:func:`seqcsist.windows`:
+the same rule on the host).
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def training_arrays(source: ArraySource, window: int, split: str) -> dict[str, n
     if not window:
         return {k: frames[k] for k in ("image", "targets", "count")}
     if source.n_frames is None:
-        raise ValueError("config.window > 0 needs a sequence dataset (config.data.dataset='seqcsist')")
+        raise ValueError("config.data.window > 0 needs a sequence dataset (config.data.dataset='seqcsist')")
     trajectories = _as_trajectories(frames, source.n_frames)
     if split == "train":
         return trajectories

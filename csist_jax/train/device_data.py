@@ -83,7 +83,7 @@ class DeviceDataset:
         if self.steps_per_epoch == 0:
             unit = "windows" if self.window else "frames"
             raise ValueError(
-                f"config.batch_size ({self.batch_size}) exceeds the {self.num_frames} training {unit} "
+                f"config.optim.batch_size ({self.batch_size}) exceeds the {self.num_frames} training {unit} "
                 "(config.data.train_size): no batch fits in an epoch"
             )
         self.replicated = NamedSharding(mesh, P())

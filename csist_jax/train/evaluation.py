@@ -138,6 +138,14 @@ def point_scores(decoded: dict, arrays: dict) -> dict:
     return out
 
 
+def point_scores_by_count(decoded: dict, arrays: dict) -> dict[int, dict]:
+    """:func:`point_scores`' counting and localisation per true target count: ``{k: {"images",
+    "count_accuracy", "rmse", "matched"}}`` for every count ``k`` in ``arrays``, ascending (one-to-one
+    matches within 0.5 px, as :func:`point_scores`)."""
+    points, count = np.asarray(decoded["points"]), np.asarray(decoded["count"])
+    return metrics.by_count(points, count, arrays["targets"], arrays["count"], max_distance=0.5)
+
+
 def map_scores(decoded: dict, arrays: dict, *, c: int, size: int, brightness_threshold: float) -> dict:
     """HR maps ``decoded["maps"]`` scored against ``arrays``: CSO-mAP (and APs) at
     ``brightness_threshold``, MSE against the HR labels, PSNR and SSIM."""
@@ -182,24 +190,24 @@ def evaluate(module, variables, arrays: dict, config, mesh=None, apply=None) -> 
     if apply is None:
         apply = make_apply(module, mesh, compute_dtype=config_lib.compute_dtype(config))
     maps = predict(
-        module, variables, arrays["image"], config.eval_batch_size, mesh, apply, arrays.get("frame")
+        module, variables, arrays["image"], config.eval.batch_size, mesh, apply, arrays.get("frame")
     )
-    return scores(module, maps, arrays, config.brightness_threshold)
+    return scores(module, maps, arrays, config.eval.brightness_threshold)
 
 
 class Validator:
-    """A validation split held on the device in padded batches of ``config.eval_batch_size``."""
+    """A validation split held on the device in padded batches of ``config.eval.batch_size``."""
 
     def __init__(self, module, arrays: dict, config, mesh):
         self.module = module
         self.arrays = {
             k: np.asarray(arrays[k]) for k in ("image", "targets", "count", "frame") if k in arrays
         }
-        self.brightness_threshold = float(config.brightness_threshold)
+        self.brightness_threshold = float(config.eval.brightness_threshold)
         self.apply = make_apply(module, mesh, compute_dtype=config_lib.compute_dtype(config))
         sharding = NamedSharding(mesh, P("data"))
         columns = [
-            _padded_batches(x, config.eval_batch_size, mesh.devices.size, x.dtype)[0]
+            _padded_batches(x, config.eval.batch_size, mesh.devices.size, x.dtype)[0]
             for x in _network_inputs(module, self.arrays)
         ]
         # per batch: (images,) or (windows, frame)

@@ -232,7 +232,7 @@ class TrainLoop:
                 kept = f"No checkpoint was saved before it in {where}"
             raise FloatingPointError(
                 f"training loss is {loss[i]} at step {rows.first + i} ({self.name}); training stopped. "
-                f"{kept}; lower config.learning_rate or check the data."
+                f"{kept}; lower config.optim.learning_rate or check the data."
             )
         now = time.perf_counter()
         # the mean over the interval: a single batch's loss is too noisy to read a curve from

@@ -1,7 +1,8 @@
 r"""The update step: loss, gradients, Adam, and the measurements each step reports.
 
 Loss: the model's own objective, run by its kind (:func:`csist_jax.train.losses.batch_loss`,
-:mod:`csist_jax.models.kinds`) with the config fields the model declares (``module.LOSS_OPTIONS``):
+:mod:`csist_jax.models.kinds`) with the fields of ``config.loss`` the model declares (its class's
+``LOSS_GROUP`` and ``LOSS_OPTIONS``, e.g. ``config.loss.unfolding.sym_weight``):
 for the HR-map networks against the HR label (SPEC sec. 7, computed inside the step), for the
 localisers against the targets. With ``config.data.noise_std`` / ``background`` the batch first gets
 its read noise on the device (:mod:`csist_jax.train.noise`). Data parallel over a ``("data",)`` mesh:

@@ -17,8 +17,8 @@ A run is a short sequence of named steps, each in its own module:
 
 Data parallel over every device of a ``("data",)`` mesh (params replicated, batch sharded), so the same
 code runs on one CPU, several GPUs or a TPU slice (multi-host: call :func:`maybe_initialize_distributed`
-first). ``config.batch_size`` must be divisible by the device count; ``config.learning_rate`` is used
-as given (it is not rescaled with the batch size).
+first). ``config.optim.batch_size`` must be divisible by the device count; ``config.optim.learning_rate``
+is used as given (it is not rescaled with the batch size).
 
 In ``workdir``:
 
@@ -72,37 +72,35 @@ def maybe_initialize_distributed() -> None:
         jax.distributed.initialize()
 
 
-def _model_config(config) -> dict:
-    return {k: v for k, v in config.model_config.to_dict().items() if v is not None}
-
-
 def _load_data(config) -> tuple[dict, dict]:
     """Host arrays of the training and validation splits (:func:`data.training_arrays`): frames, or
-    trajectories and windows (``config.window``)."""
-    train = data_lib.training_arrays(data_lib.load_split(config.data, "train"), config.window, "train")
-    val = data_lib.training_arrays(data_lib.load_split(config.data, "val"), config.window, "val")
+    trajectories and windows (``config.data.window``)."""
+    window = config.data.window
+    train = data_lib.training_arrays(data_lib.load_split(config.data, "train"), window, "train")
+    val = data_lib.training_arrays(data_lib.load_split(config.data, "val"), window, "val")
     val = noise_lib.noisy_split(val, noise_lib.from_config(config), config.data.seed, "val")
     return train, val
 
 
 def _build_network(config, train: dict):
-    """The network with ``Q`` fitted to the first ``q_init_size`` training labels (SeqCSIST windows:
-    every frame of the training trajectories)."""
-    model_config = _model_config(config)
-    if config.window and "n_frames" in models.REGISTRY[config.model].cls.__dataclass_fields__:
+    """The network with ``Q`` fitted to the first ``config.model.q_init_size`` training labels (SeqCSIST
+    windows: every frame of the training trajectories)."""
+    name, c = config.model.name, config.model.c
+    model_config = config_lib.module_fields(config)
+    if config.data.window and "n_frames" in models.REGISTRY[name].cls.__dataclass_fields__:
         model_config["n_frames"] = int(train["image"].shape[1])
-    probe = models.create(config.model, c=config.c, **model_config)
+    probe = models.create(name, c=c, **model_config)
     all_targets = train["targets"].reshape((-1,) + train["targets"].shape[-2:])
     n = len(all_targets)
-    q_targets = all_targets[: min(config.q_init_size or n, n)]
-    q = np.asarray(physics.q_init(physics.hr_label(q_targets, config.c, probe.size), probe.operator()))
-    return models.create(config.model, c=config.c, q_init=q, **model_config), model_config
+    q_targets = all_targets[: min(config.model.q_init_size or n, n)]
+    q = np.asarray(physics.q_init(physics.hr_label(q_targets, c, probe.size), probe.operator()))
+    return models.create(name, c=c, q_init=q, **model_config), model_config
 
 
 def _initial_state(module, optimizer, config, mesh, checkpoints: Checkpoints) -> tuple[dict, int]:
     """``(state, step)``: the newest readable checkpoint, or a fresh state at step 0 (replicated)."""
     replicated = NamedSharding(mesh, P())
-    inputs = models.example_inputs(module, mesh.devices.size, config.window)
+    inputs = models.example_inputs(module, mesh.devices.size, config.data.window)
     key = jax.random.PRNGKey(config.seed)
 
     def fresh():
@@ -119,19 +117,15 @@ def _initial_state(module, optimizer, config, mesh, checkpoints: Checkpoints) ->
     return jax.device_put(jax.tree.map(jnp.copy, fresh()), replicated), 0
 
 
-def _total_steps(config, steps_per_epoch: int) -> int:
-    return config.num_steps or config.num_epochs * steps_per_epoch
-
-
 def _schedule(config, steps_per_epoch: int, start: int) -> Schedule:
-    total = _total_steps(config, steps_per_epoch)
+    total = config_lib.total_steps(config, steps_per_epoch)
     return Schedule(
         total_steps=total,
         steps_per_epoch=steps_per_epoch,
         steps_per_call=config.steps_per_call,
         log_every=config.log_every_steps,
         checkpoint_every=config.checkpoint_every_steps,
-        eval_every_epochs=config.eval_every_epochs,
+        eval_every_epochs=config.eval.every_epochs,
         profile=config_lib.profile_window(config.profile_steps, start + 1, total),
     )
 
@@ -151,7 +145,7 @@ def _compile(module, optimizer, config, mesh, dataset, schedule, start, state, v
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
-    """Train ``config.model`` with ``config`` in ``workdir`` (resuming if it holds a checkpoint).
+    """Train ``config.model.name`` with ``config`` in ``workdir`` (resuming if it holds a checkpoint).
 
     Returns ``{"step", "params", "constants", "best_val_map", "best_step", "val", "timing"}`` (``val``:
     the last validation measurements; ``timing``: ``compile_seconds``, ``train_seconds`` from the first
@@ -162,9 +156,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
     config = config_lib.resolve(config)
     mesh = make_mesh()
     n_dev = mesh.devices.size
-    if config.batch_size % n_dev:
+    if config.optim.batch_size % n_dev:
         raise ValueError(
-            f"config.batch_size ({config.batch_size}) must be divisible by the {n_dev} devices "
+            f"config.optim.batch_size ({config.optim.batch_size}) must be divisible by the {n_dev} devices "
             "(each device gets an equal shard of the batch)"
         )
     workdir = os.path.abspath(os.fspath(workdir))
@@ -217,9 +211,9 @@ def _train(config, workdir: str, mesh, main_process: bool) -> dict:
     train, val = _load_data(config)
     module, model_config = _build_network(config, train)
     dataset = DeviceDataset(
-        train, batch_size=config.batch_size, seed=config.seed, mesh=mesh, window=config.window
+        train, batch_size=config.optim.batch_size, seed=config.seed, mesh=mesh, window=config.data.window
     )
-    optimizer = config_lib.optimizer(config, _total_steps(config, dataset.steps_per_epoch))
+    optimizer = config_lib.optimizer(config, config_lib.total_steps(config, dataset.steps_per_epoch))
     if saved is not None:
         changes.update(
             workdir_lib.length_change(
@@ -238,6 +232,7 @@ def _train(config, workdir: str, mesh, main_process: bool) -> dict:
         log.truncate_after(start)
         if main_process:
             note = None if saved is not None else "no config.json to compare with: this config written"
+            note = note or workdir_lib.layout_note(workdir)
             workdir_lib.record_resume(workdir, start, dict(sorted(changes.items())), config, note)
     elif main_process:
         workdir_lib.write_config(workdir, config)
@@ -253,15 +248,16 @@ def _train(config, workdir: str, mesh, main_process: bool) -> dict:
             # models.save_model's checkpointer is this process's alone (no multi-host barrier)
             models.save_model(
                 os.path.join(workdir, "best"),
-                config.model,
-                config.c,
+                config.model.name,
+                config.model.c,
                 model_config,
                 variables,
                 info,
-                window=config.window or None,
+                window=config.data.window or None,
             )
 
-    name = f"{config.model} c={config.c}" + (f" window={config.window}" if config.window else "")
+    window = config.data.window
+    name = f"{config.model.name} c={config.model.c}" + (f" window={window}" if window else "")
     bar = tqdm(
         total=schedule.total_steps,
         initial=start,
@@ -279,7 +275,7 @@ def _train(config, workdir: str, mesh, main_process: bool) -> dict:
         log=log,
         bar=bar,
         save_best=save_best,
-        batch_size=config.batch_size,
+        batch_size=config.optim.batch_size,
         best=best,
         profile_dir=os.path.join(workdir, "profile"),
         name=name,

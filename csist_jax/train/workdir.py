@@ -9,9 +9,11 @@ experiment a resume must continue.
   refused (:class:`NotResumable`) unless ``config.restart``, which moves everything in it to
   ``workdir/previous-<time>/`` (:func:`move_aside`) so that the logs of the new run are one history.
 * :func:`compare` / :func:`length_change`: a resume compares the saved ``config.json`` with the new
-  config. Fields of :data:`CADENCE` (logging, validation, checkpoint and call cadence) may change; the
-  run length (:data:`LENGTH`) may grow, except under a cosine schedule (whose rate depends on it); any
-  other change refuses (:class:`ConfigMismatch`, naming every field, old and new value).
+  config (a ``config.json`` of before the config's groups is read in the grouped layout,
+  :func:`csist_jax.train.config.upgrade`). Fields of :data:`CADENCE` (logging, validation, checkpoint
+  and call cadence) may change; the run length (:data:`LENGTH`) may grow, except under a cosine schedule
+  (whose rate depends on it); any other change refuses (:class:`ConfigMismatch`, naming every field by
+  its dotted path, old and new value).
   :func:`record_resume` appends one line per resume to ``config_history.jsonl`` and rewrites
   ``config.json`` with the config the run now has.
 """
@@ -26,6 +28,8 @@ import socket
 import time
 import warnings
 
+from csist_jax.train import config as config_lib
+
 LOCK = ".lock"
 CONFIG = "config.json"
 HISTORY = "config_history.jsonl"
@@ -36,8 +40,8 @@ PREVIOUS = "previous-"
 #: progress and how many steps one host call runs (the steps themselves are the same)
 CADENCE = (
     "log_every_steps",
-    "eval_every_epochs",
-    "eval_batch_size",
+    "eval.every_epochs",
+    "eval.batch_size",
     "progress",
     "keep_checkpoints",
     "checkpoint_every_steps",
@@ -45,7 +49,7 @@ CADENCE = (
     "profile_steps",
 )
 #: fields that set the run length: a resume may raise it (:func:`length_change`)
-LENGTH = ("num_epochs", "num_steps")
+LENGTH = ("optim.num_epochs", "optim.num_steps")
 #: fields that say how this call starts, not what the run is
 INVOCATION = ("restart",)
 
@@ -290,14 +294,10 @@ def prepare(workdir: str, restart: bool, main_process: bool = True) -> str | Non
 # the config of a resumed run -------------------------------------------------------------------------
 
 
-def _flat(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
+def _flat(tree: dict) -> dict:
+    """A stored config (flat layout of before the groups or grouped) as ``{dotted field: value}`` of
+    the grouped layout."""
+    return config_lib.flatten(config_lib.upgrade(tree))
 
 
 def _plain(config) -> dict:
@@ -308,13 +308,14 @@ def _plain(config) -> dict:
 
 
 def saved_config(workdir: str) -> dict | None:
-    """The workdir run's ``config.json``, or None when there is none."""
+    """The workdir run's ``config.json`` (in the grouped layout: a config saved before the groups is
+    read through :func:`csist_jax.train.config.upgrade`), or None when there is none."""
     path = os.path.join(workdir, CONFIG)
     if not os.path.isfile(path):
         return None
     try:
         with open(path) as f:
-            return json.load(f)
+            return config_lib.upgrade(json.load(f))
     except ValueError as err:
         raise NotResumable(
             f"{path} cannot be read ({err}), so the run to resume is unknown: restore that file. "
@@ -322,14 +323,29 @@ def saved_config(workdir: str) -> dict | None:
         ) from None
 
 
+def layout_note(workdir: str) -> str | None:
+    """A note for ``config_history.jsonl`` when the workdir's ``config.json`` is of the flat layout of
+    before the config's groups (the resume rewrites it grouped), else None."""
+    path = os.path.join(workdir, CONFIG)
+    try:
+        with open(path) as f:
+            flat = config_lib.is_flat(json.load(f))
+    except (OSError, ValueError):
+        return None
+    if not flat:
+        return None
+    return "config.json of the flat layout of before the groups: read through csist_jax.train.config.upgrade"
+
+
 def _differences(saved: dict, config, defaults) -> dict:
     """``{field: (old, new)}`` over every dotted field (a field the saved config lacks: its default;
-    one the code no longer has: ignored; a model field one side lacks: None, the model's default)."""
+    one the code no longer has: ignored; a module field of ``model`` one side lacks: None, the model's
+    default). ``saved`` may be of the flat layout of before the groups."""
     new, base = _plain(config), _plain(defaults)
     old = dict(base, **_flat(saved))
     out = {}
     for key in sorted(set(new) | set(old)):
-        if key not in base and not key.startswith("model_config."):
+        if key not in base and not key.startswith("model."):
             continue
         if old.get(key) != new.get(key):
             out[key] = (old.get(key), new.get(key))
@@ -359,7 +375,7 @@ def compare(workdir: str, saved: dict, config, defaults) -> dict:
 
 
 def _total(fields: dict, steps_per_epoch: int) -> int:
-    return int(fields.get("num_steps") or 0) or int(fields["num_epochs"]) * steps_per_epoch
+    return int(fields.get("optim.num_steps") or 0) or int(fields["optim.num_epochs"]) * steps_per_epoch
 
 
 def length_change(workdir: str, saved: dict, config, defaults, steps_per_epoch: int) -> dict:
@@ -374,9 +390,10 @@ def length_change(workdir: str, saved: dict, config, defaults, steps_per_epoch: 
     why = None
     if new < old:
         why = f"it shortens the run from {old} to {new} steps"
-    elif new > old and config.schedule != "constant":
+    elif new > old and config.optim.schedule != "constant":
         why = (
-            f"it lengthens the run from {old} to {new} steps under schedule={config.schedule!r}, whose "
+            f"it lengthens the run from {old} to {new} steps under "
+            f"schedule={config.optim.schedule!r}, whose "
             "learning rate at every step depends on the total: another schedule, not an extension"
         )
     if why:

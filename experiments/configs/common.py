@@ -1,10 +1,15 @@
-"""Shared pieces of the experiment configs: the published full-scale run and the CPU-scale run."""
+"""Shared pieces of the experiment configs: the published full-scale recipes and the CPU-scale budgets
+of CSIST-100K and SeqCSIST, each a function of the model (the files ``cpu.py``, ``published.py``,
+``seqcsist.py`` and ``zoo.py`` pick one by their ``get_config`` argument)."""
 
 from __future__ import annotations
+
+import difflib
 
 import ml_collections
 
 from csist_jax import models
+from csist_jax.train import config as config_lib
 from csist_jax.train import default_config
 
 
@@ -12,15 +17,15 @@ def published(model: str, c: int = 3) -> ml_collections.ConfigDict:
     """The published CSIST-100K recipe: all 80,000 training frames, 10,000 for validation, Adam 1e-4,
     batch 64, 250 epochs, best checkpoint by validation CSO-mAP (SPEC sec. 7). A GPU/TPU job."""
     cfg = default_config()
-    cfg.model = model
-    cfg.c = c
+    cfg.model.name = model
+    cfg.model.c = c
     cfg.data.train_size = 80_000
     cfg.data.val_size = 10_000
-    cfg.batch_size = 64
-    cfg.learning_rate = 1e-4
-    cfg.num_epochs = 250
+    cfg.optim.batch_size = 64
+    cfg.optim.learning_rate = 1e-4
+    cfg.optim.num_epochs = 250
     cfg.log_every_steps = 100
-    cfg.eval_batch_size = 1000
+    cfg.eval.batch_size = 1000
     cfg.checkpoint_every_steps = 2000
     return cfg
 
@@ -35,11 +40,11 @@ def cpu_scale(model: str, c: int = 3) -> ml_collections.ConfigDict:
     cfg = published(model, c)
     cfg.data.train_size = 2048
     cfg.data.val_size = 500
-    cfg.batch_size = 32
-    cfg.learning_rate = 1e-3
-    cfg.num_epochs = 2
+    cfg.optim.batch_size = 32
+    cfg.optim.learning_rate = 1e-3
+    cfg.optim.num_epochs = 2
     cfg.log_every_steps = 16
-    cfg.eval_batch_size = 250
+    cfg.eval.batch_size = 250
     cfg.checkpoint_every_steps = 32
     return cfg
 
@@ -51,21 +56,21 @@ def seqcsist_published(model: str, c: int = 3, window: int = 5) -> ml_collection
     ablations) in batches of 16, one trajectory's worth, under the toolkit's objective; the per-frame
     networks train on every frame of the training trajectories at batch 64. A GPU/TPU job."""
     cfg = default_config()
-    cfg.model = model
-    cfg.c = c
+    cfg.model.name = model
+    cfg.model.c = c
     cfg.data.dataset = "seqcsist"
     cfg.data.train_size = 3_500
     cfg.data.val_size = 750
     sequence = model in models.SEQUENCE_MODEL_NAMES
-    cfg.window = window if sequence else 0
-    cfg.objective = "toolkit"
-    cfg.batch_size = 16 if sequence else 64
-    cfg.learning_rate = 1e-4
-    cfg.weight_decay = 1e-5
-    cfg.num_epochs = 100
-    cfg.brightness_threshold = 70.0
+    cfg.data.window = window if sequence else 0
+    cfg.loss.derefnet.objective = "toolkit"
+    cfg.optim.batch_size = 16 if sequence else 64
+    cfg.optim.learning_rate = 1e-4
+    cfg.optim.weight_decay = 1e-5
+    cfg.optim.num_epochs = 100
+    cfg.eval.brightness_threshold = 70.0
     cfg.log_every_steps = 100
-    cfg.eval_batch_size = 1000
+    cfg.eval.batch_size = 1000
     cfg.checkpoint_every_steps = 2000
     return cfg
 
@@ -83,13 +88,34 @@ def seqcsist_cpu(model: str, c: int = 3) -> ml_collections.ConfigDict:
     updates cannot learn down (the CSIST-100K CPU table). A DeRefNet step reads five frames per sample,
     so it costs about five per-frame steps."""
     cfg = seqcsist_published(model, c)
-    cfg.model_config.step_init = 0.1
+    cfg.model.step_init = 0.1
     cfg.data.train_size = 200
     cfg.data.val_size = 40
-    cfg.batch_size = 16
-    cfg.learning_rate = 1e-3
-    cfg.num_steps = 400
+    cfg.optim.batch_size = 16
+    cfg.optim.learning_rate = 1e-3
+    cfg.optim.num_steps = 400
     cfg.log_every_steps = 20
-    cfg.eval_batch_size = 320
+    cfg.eval.batch_size = 320
     cfg.checkpoint_every_steps = 100
     return cfg
+
+
+def set_module_fields(cfg: ml_collections.ConfigDict, fields: dict) -> ml_collections.ConfigDict:
+    """``cfg`` with its model's module fields exactly ``fields`` (every other one at the class default:
+    the placeholders of ``default_config`` back at None, any other module field dropped)."""
+    model = default_config().model
+    model.update({k: cfg.model[k] for k in config_lib.MODEL_FIELDS})
+    model.update(dict(fields))
+    cfg.model = model
+    return cfg
+
+
+def choose(arg: str, variants: dict, file: str):
+    """The config of variant ``arg`` of ``variants`` (name -> function of no argument), or a
+    ``ValueError`` naming the file's variants."""
+    name = (arg or "").strip()
+    if name not in variants:
+        close = difflib.get_close_matches(name, list(variants), n=1)
+        hint = f" (did you mean {file}:{close[0]}?)" if close else ""
+        raise ValueError(f"{file}:<variant>: variant must be one of {list(variants)}, got {name!r}{hint}")
+    return variants[name]()

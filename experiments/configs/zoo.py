@@ -25,7 +25,13 @@ import ml_collections
 
 from csist_jax import models
 from csist_jax.models import baselines
-from experiments.configs.common import cpu_scale, published, seqcsist_cpu, seqcsist_published
+from experiments.configs.common import (
+    cpu_scale,
+    published,
+    seqcsist_cpu,
+    seqcsist_published,
+    set_module_fields,
+)
 
 #: the most multiply-accumulates per image trained at full size on a CPU (DISTA-Net's is 5.2e8)
 CPU_MACS = 6e8
@@ -58,6 +64,5 @@ def get_config(arg: str = "srcnn") -> ml_collections.ConfigDict:
         raise ValueError(f"zoo.py:<name>,<scale>: scale must be one of {SCALES}, got {scale!r}")
     if name in baselines.SEQUENCE_ZOO and not scale.startswith("seq"):
         raise ValueError(f"zoo.py:{name}: a multi-frame method trains on SeqCSIST (seq_cpu or seq_published)")
-    cfg = RECIPES[scale](name, c)
-    cfg.model_config = ml_collections.ConfigDict(model_fields(name, scale, c))
-    return cfg
+    # the module fields of the zoo's sizes alone (the recipe's step_init is not a field of most of them)
+    return set_module_fields(RECIPES[scale](name, c), model_fields(name, scale, c))
