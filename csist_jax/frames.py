@@ -141,11 +141,12 @@ def sensor_background(frames, *, tile: int = TILE, noise_std=None, background=No
 # the jittable cores
 
 
-def _matched_kernel(sigma) -> Array:
+def _matched_profile(sigma) -> Array:
+    """The 1-D factor of the matched filter: the PSF's pixel profile over 5 px, with unit norm (the 2-D
+    filter, its outer product with itself, then has unit norm too)."""
     d = jnp.arange(-_KERNEL, _KERNEL + 1, dtype=jnp.float32)
     g = psf.pixel_integrated_gaussian(d, sigma)
-    k = jnp.outer(g, g)
-    return k / jnp.linalg.norm(k)
+    return g / jnp.linalg.norm(g)
 
 
 def detect_groups(
@@ -166,11 +167,13 @@ def detect_groups(
     """
     z = jnp.asarray(residual, jnp.float32)
     h, w = z.shape
-    k = _matched_kernel(sigma)
-    response = jax.lax.conv_general_dilated(
-        z[None, None], k[None, None], (1, 1), "SAME", precision=jax.lax.Precision.HIGHEST
-    )[0, 0]
-    local = jax.lax.reduce_window(response, -jnp.inf, jax.lax.max, (5, 5), (1, 1), "SAME")
+    g = _matched_profile(sigma)
+    # the PSF is separable: the matched filter is two 1-D correlations (shifted multiply-adds)
+    padded = jnp.pad(z, _KERNEL)
+    rows = sum(g[i] * padded[i : i + h, :] for i in range(2 * _KERNEL + 1))
+    response = sum(g[j] * rows[:, j : j + w] for j in range(2 * _KERNEL + 1))
+    local = jax.lax.reduce_window(response, -jnp.inf, jax.lax.max, (5, 1), (1, 1), "SAME")
+    local = jax.lax.reduce_window(local, -jnp.inf, jax.lax.max, (1, 5), (1, 1), "SAME")
     level = jnp.maximum(threshold * noise_std, min_response)
     peak = (response >= local) & (response > level)
     scores = jnp.where(peak, response, -jnp.inf).reshape(-1)
@@ -239,15 +242,25 @@ def merge_windows(
     """One frame's detections from its windows (module docstring, step 5). Pure and jittable.
 
     ``points`` are in frame coordinates (window rows ``(x, y, score)`` plus the window's origin). A
-    detection is kept when its window is valid, it is within the window's ``count`` and no other valid
-    candidate is nearer to it than its own. Returns ``(points [K m, 3]`` sorted by score with the kept
-    first, ``count``, ``extra [K m, e]`` in the same order, or None).
+    detection is kept when its window is valid, it is within the window's ``count`` and none of the
+    ``NEIGHBOURS`` valid candidates nearest to its window's is nearer to it than its own. Returns
+    ``(points [K m, 3]`` sorted by score with the kept first, ``count``, ``extra [K m, e]`` in the same
+    order, or None).
     """
     k, m, _ = points.shape
     slot = jnp.arange(m)[None, :] < count[:, None]
-    d = jnp.linalg.norm(points[:, :, None, :2] - centres[None, None, :, :].astype(points.dtype), axis=-1)
-    d = jnp.where(valid[None, None, :], d, jnp.inf)  # [k, m, K]
-    own = jnp.argmin(d, axis=-1) == jnp.arange(k)[:, None]
+    c = centres.astype(points.dtype)
+    # a window's detections are compared with its own candidate and its NEIGHBOURS nearest valid ones
+    between = jnp.linalg.norm(c[:, None, :] - c[None, :, :], axis=-1)
+    between = jnp.where(valid[None, :] & ~jnp.eye(k, dtype=bool), between, jnp.inf)
+    near, index = jax.lax.top_k(-between, min(NEIGHBOURS, k - 1)) if k > 1 else (None, None)
+    own_d = jnp.linalg.norm(points[..., :2] - c[:, None, :], axis=-1)  # [k, m]
+    if index is None:
+        own = jnp.ones((k, m), bool)
+    else:
+        d = jnp.linalg.norm(points[:, :, None, :2] - c[index][:, None, :, :], axis=-1)  # [k, m, j]
+        d = jnp.where(jnp.isfinite(near)[:, None, :], d, jnp.inf)
+        own = own_d <= jnp.min(d, axis=-1)
     keep = (slot & own & valid[:, None]).reshape(-1)
     flat = points.reshape(-1, 3)
     order = jnp.lexsort((-flat[:, 2], ~keep))  # kept first, then by descending score (stable)
@@ -380,9 +393,8 @@ def unmix_at(
         if len(empty) and method != "fit":
             # a candidate is a >= 5 sigma source: where the network reports none, the fit finds it
             refit = windows[where][empty]
-            refit = np.concatenate(
-                [refit, np.full((_bucket(len(refit)) - len(refit), WINDOW, WINDOW), value, np.float32)]
-            )
+            size = 1 << (len(refit) - 1).bit_length()  # few: a power of two, not the network's 64
+            refit = np.concatenate([refit, np.full((size - len(refit), WINDOW, WINDOW), value, np.float32)])
             q, d, more = run(refit, method="fit")
             j = min(q.shape[1], m)
             for array, new in zip(
@@ -442,8 +454,8 @@ def unmix_frames(
       background: a flat background level for every frame, grey levels; None: a plane per frame,
         estimated (a flat level or a gentle gradient).
       threshold: candidates need a matched-filter response of ``threshold`` noise stds (module docstring).
-      max_candidates: candidate groups per frame at most (None: ``H W / 256 + 16``); a frame with more
-        warns, naming the frame and the number found.
+      max_candidates: candidate groups per frame at most (None: ``H W / 512 + 16``, 144 for 256 x 256); a
+        frame with more warns, naming the frame and the number found.
       chunk: frames per detection call (memory); batch_size: windows per network call.
       return_details: also return a dict: ``"brightness"``, ``"position_std"`` ``[n, M]``, ``"noise_std"``,
         ``"background"`` ``[n, 3]`` (the planes), ``"candidates"`` ``[n]`` (windows unmixed per frame),
