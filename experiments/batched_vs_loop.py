@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 
 from csist_jax import models
+from experiments import report
 from experiments.benchmarks import models as bench
 
 
@@ -44,10 +45,10 @@ def main(argv=None) -> int:
         parser.error(f"--networks: unknown {unknown}; choose from {list(models.UNFOLDING_NAMES)}")
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
-    print("| network | batched vs loop: train step | inference, batch 64 |\n|---|---|---|")
-    for name in names:
+    print(report.markdown_table(["network", "batched vs loop: train step", "inference, batch 64"], []))
+    for name in names:  # a row as soon as it is measured
         r = compare(name, args.repeats)
-        print(f"| {name} | {r['train']:.2f}x | {r['inference']:.2f}x |", flush=True)
+        print(report.markdown_row([name, f"{r['train']:.2f}x", f"{r['inference']:.2f}x"]), flush=True)
     return 0
 
 

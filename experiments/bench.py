@@ -3,6 +3,7 @@
     python -m experiments.bench                 # every section
     python -m experiments.bench --only physics,metrics
     python -m experiments.bench --only models,train_loop   # networks; the training loop against its bare step
+    python -m experiments.bench --only frames   # unmix_frames against refine.localize on perfect windows
     python -m experiments.bench --quick         # smaller sizes (a smoke run)
 
 Each section lives in ``experiments/benchmarks/<section>.py`` and exposes ``run(quick: bool) -> list[Row]``.
@@ -14,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
-import time
 
+from experiments import report
 from experiments.benchmarks.common import Row, format_rows
 
-SECTIONS = ("physics", "metrics", "solvers", "data", "models", "train_loop", "refine", "zoo")
+SECTIONS = ("physics", "metrics", "solvers", "data", "models", "train_loop", "refine", "zoo", "frames")
 
 
 def main(argv=None) -> int:
@@ -44,16 +44,13 @@ def main(argv=None) -> int:
                 print(f"[bench] section {name!r} not available yet, skipped", file=sys.stderr)
                 continue
             raise
-        t0 = time.perf_counter()
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
-        section_rows = module.run(quick=args.quick)
+        section_rows, seconds = report.timed(lambda module=module: module.run(quick=args.quick))
         rows.extend(section_rows)
         print(format_rows(section_rows), flush=True)
-        print(f"[bench] {name} done in {time.perf_counter() - t0:.1f} s\n", file=sys.stderr, flush=True)
+        print(f"[bench] {name} done in {seconds:.1f} s\n", file=sys.stderr, flush=True)
     if args.json:
-        with open(args.json, "w") as f:
-            for row in rows:
-                f.write(json.dumps(row.as_dict()) + "\n")
+        report.write_json(args.json, [row.as_dict() for row in rows], lines=True)
     return 0
 
 

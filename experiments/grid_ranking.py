@@ -17,9 +17,10 @@ import sys
 
 import numpy as np
 
-from csist_jax import metrics, models, physics
+from csist_jax import models, physics
 from csist_jax.train import predict
-from experiments.csist100k_table import split_arrays
+from experiments import report, tables
+from experiments.published import AP_KEYS
 
 THRESHOLD = 50.0
 
@@ -46,7 +47,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     module, variables = models.load_checkpoint(args.checkpoint)
     c = module.c
-    test = split_arrays("test", args.test_size)
+    test = tables.split_arrays("test", args.test_size)
     targets, count = np.asarray(test["targets"]), np.asarray(test["count"])
     label = np.asarray(physics.hr_label(test["targets"], c))
     maps = predict(module, variables, np.asarray(test["image"]), args.batch)
@@ -59,20 +60,18 @@ def main(argv=None) -> int:
         "label cells, ranked by the network": reranked,
     }
     print(f"CSO-mAP x100 on {len(label)} generated test frames (c = {c}, threshold {THRESHOLD:g}):")
-    print("| maps | mAP | AP05 | AP10 | AP15 | AP20 | AP25 |")
-    print("|---|---|---|---|---|---|---|")
+    body = []
     for name, m in rows.items():
-        s = metrics.cso_map_from_maps(m, targets, count, c, THRESHOLD)
-        keys = ("mAP", "AP05", "AP10", "AP15", "AP20", "AP25")
-        cells = " | ".join(f"{100 * float(s[k]):.2f}" for k in keys)
-        print(f"| {name} | {cells} |")
+        s = tables.score_maps(m, test, c, THRESHOLD)
+        body.append([name, *(report.cell(s[k], scale=100) for k in AP_KEYS)])
+    print(report.markdown_table(["maps", *AP_KEYS], body))
     print("\nreachable recall (% of targets with a detection within delta):")
-    print("| maps | 0.05 | 0.10 | 0.15 |")
-    print("|---|---|---|---|")
-    for name, m in list(rows.items())[:2]:
-        recalls = [reachable_recall(m, targets, count, c, d) for d in (0.05, 0.10, 0.15)]
-        cells = " | ".join(f"{100 * r:.2f}" for r in recalls)
-        print(f"| {name} | {cells} |")
+    deltas = (0.05, 0.10, 0.15)
+    body = [
+        [name, *(report.cell(reachable_recall(m, targets, count, c, d), scale=100) for d in deltas)]
+        for name, m in list(rows.items())[:2]
+    ]
+    print(report.markdown_table(["maps", *(f"{d:.2f}" for d in deltas)], body))
     return 0
 
 

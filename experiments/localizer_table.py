@@ -27,34 +27,27 @@ the RMSE (matches within 0.5 px) of each point method next to the Cramer-Rao bou
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from csist_jax import metrics, models, physics, refine
+from csist_jax import models, physics, refine
 from csist_jax.data import csist100k
 from csist_jax.models import localizer
 from csist_jax.refine.polish import MAX_COST
-from experiments.refine_csist100k import map_row, markdown, oracle_fit, point_row
+from csist_jax.train import evaluation
+from experiments import report, tables
+from experiments.tables import map_row, oracle_fit, point_row, point_table
 
 TEST_START = csist100k.SPLIT_START["test"]
 VAL_START = csist100k.SPLIT_START["val"]
-MATCH = 0.5
 
 
-def best_time(fn, repeats: int):
-    """``(result, seconds)``: the fastest of ``repeats`` waited calls after one untimed call."""
-    out = jax.block_until_ready(fn())
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
-    return out, min(times)
+def _timed(fn, repeats: int):
+    """``(result, seconds)``: the fastest of ``repeats`` calls after an untimed one (``report.timed``)."""
+    return report.timed(fn, repeats=repeats, warmup=1)
 
 
 def localizer_runner(module, variables, batch: int):
@@ -80,45 +73,39 @@ def gate_sweep(run, costs=(10.0, 15.0, 25.0, 40.0, 80.0), n: int = 2000) -> tupl
     images = jnp.asarray(data["image"], jnp.float32)
     found = run(images, localizer.THRESHOLD)
     right = np.asarray(found["count"]) == data["count"]
-    lines = [
+    title = (
         f"**Polish gate on {n:,} validation frames** (8-bit; the localiser's count is right on "
-        f"{100 * right.mean():.1f} % of them)",
-        "",
-        "| max_cost | polish kept | kept, right count | not kept, right count | CSO-mAP |",
-        "|---|---|---|---|---|",
-    ]
-    rows = []
+        f"{100 * right.mean():.1f} % of them)"
+    )
+    rows, body = [], []
     for c in costs:
         out = refine.polish(images, found, max_cost=c)
         kept = np.asarray(out["accepted"])
-        score = metrics.cso_map_from_points(
-            np.asarray(out["points"]), np.asarray(out["count"]), data["targets"], data["count"]
-        )["mAP"]
+        score = evaluation.point_scores(out, data)["mAP"]
         kept_right = right[kept].mean() if kept.any() else float("nan")  # nan: no frame in the group
         rejected_right = right[~kept].mean() if (~kept).any() else float("nan")
         rows.append(dict(max_cost=c, kept=kept.mean(), kept_right=kept_right, mAP=score))
-        lines.append(
-            f"| {c:g} | {100 * kept.mean():.1f} % | {100 * kept_right:.1f} % | "
-            f"{100 * rejected_right:.1f} % | {100 * score:.2f} |"
-        )
-    return "\n".join(lines), rows
+        shares = [f"{100 * x:.1f} %" for x in (kept.mean(), kept_right, rejected_right)]
+        body.append([f"{c:g}", *shares, f"{100 * score:.2f}"])
+    header = ["max_cost", "polish kept", "kept, right count", "not kept, right count", "CSO-mAP"]
+    return f"{title}\n\n" + report.markdown_table(header, body), rows
 
 
 def point_methods(images, run, args):
     """``[(name, result, seconds, note)]`` of localize and the localiser's variants on ``images``."""
     out = []
-    loc, t = best_time(lambda: refine.fit_sources(np.asarray(images)), args.repeats)
+    loc, t = _timed(lambda: refine.fit_sources(np.asarray(images)), args.repeats)
     out.append(("**refine.localize**", loc, t, "model-order search"))
-    found, t_net = best_time(lambda: run(images, localizer.THRESHOLD), args.repeats)
+    found, t_net = _timed(lambda: run(images, localizer.THRESHOLD), args.repeats)
     out.append(("**learned localiser**", found, t_net, f"p >= {localizer.THRESHOLD:g}"))
-    low, t_low = best_time(lambda: run(images, args.low_threshold), args.repeats)
+    low, t_low = _timed(lambda: run(images, args.low_threshold), args.repeats)
     out.append(("learned localiser", low, t_low, f"p >= {args.low_threshold:g}"))
-    polished, t_pol = best_time(
+    polished, t_pol = _timed(
         lambda: refine.polish(images, run(images, localizer.THRESHOLD), max_cost=args.max_cost), args.repeats
     )
     kept = float(np.mean(np.asarray(polished["accepted"])))
     out.append(("**learned + polish**", polished, t_pol, f"fit kept on {100 * kept:.1f} %"))
-    full, t_full = best_time(
+    full, t_full = _timed(
         lambda: refine.polish(
             images, run(images, localizer.THRESHOLD), max_cost=args.max_cost, fallback=True
         ),
@@ -132,30 +119,18 @@ def crb_lines(methods, data) -> tuple[str, list]:
     """Per true target count: each method's RMSE (matches within 0.5 px) and the Cramer-Rao bound."""
     bound = np.asarray(refine.position_crb(data["targets"]))
     per = {
-        f"{name.strip('*')} ({note})": metrics.by_count(
-            np.asarray(r["points"]),
-            np.asarray(r["count"]),
-            data["targets"],
-            data["count"],
-            max_distance=MATCH,
-        )
+        f"{name.strip('*')} ({note})": evaluation.point_scores_by_count(r, data)
         for name, r, _, note in methods
     }
     names = list(per)
-    lines = [
-        "| targets | images | " + " | ".join(names) + " | CRB (px) |",
-        "|---|---|" + "---|" * (len(names) + 1),
-    ]
-    rows = []
+    rows, body = [], []
     for k in sorted(per[names[0]]):
         sel = data["count"] == k
         crb = refine.rmse_bound(bound[sel], data["count"][sel])
         rmses = [per[n][k]["rmse"] for n in names]
         rows.append(dict(count=int(k), images=int(sel.sum()), crb=crb, **dict(zip(names, rmses))))
-        lines.append(
-            f"| {k} | {int(sel.sum())} | " + " | ".join(f"{r:.4f}" for r in rmses) + f" | {crb:.4f} |"
-        )
-    return "\n".join(lines), rows
+        body.append([str(k), str(int(sel.sum())), *(f"{r:.4f}" for r in rmses), f"{crb:.4f}"])
+    return report.markdown_table(["targets", "images", *names, "CRB (px)"], body), rows
 
 
 def main(argv=None) -> int:
@@ -179,23 +154,20 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if not 1 <= args.test_size <= csist100k.SPLIT_SIZE["test"]:
         parser.error(f"--test-size must be in 1..{csist100k.SPLIT_SIZE['test']}, got {args.test_size}")
-    if not os.path.isdir(args.checkpoint):
-        parser.error(
-            f"--checkpoint {args.checkpoint} is not a directory (train one: see the module docstring)"
-        )
+    grids = args.grid if args.grid is not None else [tables.shipped("ista_net_plus_c3_cpu")]
+    tables.require([args.checkpoint, *grids])
     module, variables = models.load_checkpoint(args.checkpoint)
     if not models.is_localizer(module):
         parser.error(
             f"--checkpoint {args.checkpoint} holds a {type(module).__name__}, not a learned localiser"
         )
-    grids = args.grid if args.grid is not None else ["experiments/checkpoints/ista_net_plus_c3_cpu"]
     run = localizer_runner(module, variables, args.batch)
 
     data = csist100k.generate(0, args.test_size, start=TEST_START, return_clean=True)
     n = args.test_size
-    report, dump = [], {}
+    text, dump = [], {}
     gate, dump["gate"] = gate_sweep(run, n=args.val_size)
-    report += [gate, ""]
+    text += [gate, ""]
     for frames, title in (("image", "as stored (8-bit, clipped)"), ("clean", "unquantised (float)")):
         images = jnp.asarray(data[frames], jnp.float32)
         rows = []
@@ -204,10 +176,10 @@ def main(argv=None) -> int:
             rows.append(map_row("exact HR label, on its grid", labels, data, note="grid ceiling at c = 3"))
             for path in grids:
                 net, net_vars = models.load_checkpoint(path)
-                apply = models.jit(net.apply, inference_of=net)
-                maps, t = best_time(
-                    lambda apply=apply, net_vars=net_vars, images=images: jnp.concatenate(
-                        [apply(net_vars, images[i : i + args.batch]) for i in range(0, n, args.batch)]
+                apply = evaluation.make_apply(net, evaluation.make_mesh())
+                maps, t = _timed(
+                    lambda net=net, v=net_vars, apply=apply, images=images: evaluation.predict(
+                        net, v, images, min(args.batch, n), apply=apply
                     ),
                     args.repeats,
                 )
@@ -224,24 +196,20 @@ def main(argv=None) -> int:
         rows.append(
             point_row("oracle fit (true start and count)", oracle, data["count"], data, note="reference")
         )
-        report += [markdown(rows, f"CSIST-100K test frames {title}, n = {n:,}"), ""]
+        text += [point_table(rows, f"CSIST-100K test frames {title}, n = {n:,}"), ""]
         dump[frames] = rows
         if frames == "image":
             table, dump["crb"] = crb_lines(methods, data)
-            report += [
+            text += [
                 "**Localisation RMSE (px) per true target count, 8-bit frames, against the CRB**",
                 "",
                 table,
                 "",
             ]
-    text = "\n".join(report)
-    print(text)
+    markdown = "\n".join(text)
+    print(markdown)
     if args.out:
-        os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, "localizer_table.md"), "w") as f:
-            f.write(text + "\n")
-        with open(os.path.join(args.out, "localizer_table.json"), "w") as f:
-            json.dump(dump, f, indent=1, default=float)
+        report.write(os.path.join(args.out, "localizer_table"), markdown, dump)
     return 0
 
 

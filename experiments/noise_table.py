@@ -44,12 +44,13 @@ from csist_jax import models, physics, refine
 from csist_jax.data import csist100k, seqcsist
 from csist_jax.train import evaluation
 from csist_jax.unmixing import load_network, polish_gate
-from experiments import report
+from experiments import report, tables
+from experiments.published import seqcsist_noise
 
 STDS = (0.0, 1.0, 2.0, 3.0, 5.0)
-CHECKPOINTS = os.path.join(os.path.dirname(__file__), "checkpoints")
+CHECKPOINTS = tables.SHIPPED
 #: SeqCSIST paper: DeRefNet under noise 0 / 2 / 5 (SPEC sec. 9; how the noise was drawn is not stated)
-PUBLISHED = {"DeRefNet, published (SeqCSIST paper)": {0.0: 51.55, 2.0: 49.09, 5.0: 47.23}}
+PUBLISHED = {"DeRefNet, published (SeqCSIST paper)": seqcsist_noise("derefnet")}
 
 
 def _network(path: str):
@@ -232,11 +233,8 @@ def run_dataset(name, size, methods, make_data, stds, threshold, bar, cells: Cel
             result = cells.get(name, size, std, method)
             if result is None:
                 data = make_data(std) if data is None else data
-                timing = {}
-                with report.timer(timing):
-                    decoded = fn(data, std)
-                    jax.block_until_ready(jax.tree.leaves(decoded))
-                result = dict(score(kind, decoded, data, threshold), seconds=timing["seconds"])
+                decoded, seconds = report.timed(lambda fn=fn, data=data, std=std: fn(data, std))
+                result = dict(score(kind, decoded, data, threshold), seconds=seconds)
                 cells.put(result, name, size, std, method)
                 bar.write(f"{name} std {std:g}: {method}: mAP {result['mAP']:.2f}")
             rows[method]["mAP"][std] = result["mAP"]
@@ -319,29 +317,25 @@ def main(argv=None) -> int:
     for name, value in (("--frames", args.frames), ("--trajectories", args.trajectories)):
         if value < 1:
             parser.error(f"{name} must be >= 1, got {value}")
-    try:
-        plan = {}
-        if "csist100k" in datasets:
-            start = csist100k.SPLIT_START["test"]
-            plan["CSIST-100K"] = (
-                csist_methods(args),
-                lambda s, start=start: csist100k.generate(0, args.frames, start=start, noise_std=s),
-                50.0,
-                None,
-            )
-        if "seqcsist" in datasets:
-            start = seqcsist.SPLIT_START["test"]
-            plan["SeqCSIST"] = (
-                seq_methods(args),
-                lambda s, start=start: seqcsist.windows(
-                    seqcsist.generate(0, args.trajectories, start=start, noise_std=s)
-                ),
-                70.0,
-                PUBLISHED,
-            )
-    except FileNotFoundError as error:
-        print(f"noise_table: {error}", file=sys.stderr)
-        return 1
+    plan = {}
+    if "csist100k" in datasets:
+        start = csist100k.SPLIT_START["test"]
+        plan["CSIST-100K"] = (
+            csist_methods(args),
+            lambda s, start=start: csist100k.generate(0, args.frames, start=start, noise_std=s),
+            50.0,
+            None,
+        )
+    if "seqcsist" in datasets:
+        start = seqcsist.SPLIT_START["test"]
+        plan["SeqCSIST"] = (
+            seq_methods(args),
+            lambda s, start=start: seqcsist.windows(
+                seqcsist.generate(0, args.trajectories, start=start, noise_std=s)
+            ),
+            70.0,
+            PUBLISHED,
+        )
     words = [w.strip() for w in args.methods.split(",") if w.strip()]
     keep, drop = [w for w in words if not w.startswith("-")], [w[1:] for w in words if w.startswith("-")]
 
@@ -359,11 +353,7 @@ def main(argv=None) -> int:
     ) as bar:
         for name, (methods, make, threshold, published) in plan.items():
             size = args.frames if name == "CSIST-100K" else args.trajectories
-            try:
-                rows = run_dataset(name, size, methods, make, stds, threshold, bar, cells)
-            except FileNotFoundError as error:
-                print(f"noise_table: {error}", file=sys.stderr)
-                return 1
+            rows = run_dataset(name, size, methods, make, stds, threshold, bar, cells)
             results[name] = (rows, published)
             n = (
                 f"{args.frames:,} test frames"

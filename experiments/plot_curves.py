@@ -13,6 +13,8 @@ import argparse
 import json
 import os
 
+from experiments import report
+
 
 def read_rows(workdir: str) -> list[dict]:
     """The logged rows of a training workdir (``metrics.jsonl``)."""
@@ -38,15 +40,14 @@ def main(argv=None) -> int:
     import matplotlib.pyplot as plt
 
     fig, (ax_map, ax_loss) = plt.subplots(1, 2, figsize=(11, 3.8))
-    print("| run | validation CSO-mAP x100 (step: value) |")
-    print("|---|---|")
+    body = []
     for name, rows in runs.items():
         val = [r for r in rows if r["split"] == "val"]
         train = [r for r in rows if r["split"] == "train"]
         ax_map.plot([r["step"] for r in val], [100 * r["mAP"] for r in val], "o-", label=name)
         ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], label=name)
-        cells = ", ".join(f"{r['step']}: {100 * r['mAP']:.2f}" for r in val)
-        print(f"| {name} | {cells} |")
+        body.append([name, ", ".join(f"{r['step']}: {100 * r['mAP']:.2f}" for r in val)])
+    print(report.markdown_table(["run", "validation CSO-mAP x100 (step: value)"], body))
     ax_map.set_xlabel("step")
     ax_map.set_ylabel("validation CSO-mAP x100")
     ax_map.legend()

@@ -14,9 +14,7 @@ column (the forward passes alone, after compilation) matters on GPUs/TPUs.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import time
 
 import jax
 import ml_collections
@@ -24,7 +22,10 @@ import ml_collections
 from csist_jax import models, train
 from csist_jax.train import data as data_lib
 from csist_jax.train import evaluation
-from experiments.quickstart import CHECKPOINT, KEYS
+from experiments import report, tables
+from experiments.published import AP_KEYS
+
+CHECKPOINT = tables.shipped("ista_net_plus_c3_cpu")
 
 DTYPES = ("float32", "bfloat16")
 
@@ -39,9 +40,9 @@ def compare(checkpoint: str, n_test: int, batch_size: int, brightness_threshold:
     for dtype in DTYPES:
         apply = train.make_apply(module, mesh, compute_dtype=dtype)
         train.predict(module, variables, test["image"][:batch_size], batch_size, mesh, apply)  # compile
-        t0 = time.perf_counter()
-        maps = train.predict(module, variables, test["image"], batch_size, mesh, apply)
-        seconds = time.perf_counter() - t0
+        maps, seconds = report.timed(
+            lambda apply=apply: train.predict(module, variables, test["image"], batch_size, mesh, apply)
+        )
         out[dtype] = {
             **evaluation.scores(module, maps, test, brightness_threshold),
             "frames_per_s": n_test / seconds,
@@ -50,14 +51,13 @@ def compare(checkpoint: str, n_test: int, batch_size: int, brightness_threshold:
 
 
 def format_table(results: dict, name: str) -> str:
-    head = f"| {name:<28} | " + " | ".join(f"{k:>6}" for k in KEYS) + " | frames/s |"
-    lines = [head, "|" + "|".join("-" * len(cell) for cell in head.split("|")[1:-1]) + "|"]
-    for dtype, s in results.items():
-        cells = " | ".join(f"{100 * s[k]:6.2f}" for k in KEYS)
-        lines.append(f"| {dtype:<28} | {cells} | {s['frames_per_s']:8,.0f} |")
-    diff = " | ".join(f"{100 * (results['bfloat16'][k] - results['float32'][k]):+6.2f}" for k in KEYS)
-    lines.append(f"| {'bfloat16 - float32':<28} | {diff} |          |")
-    return "\n".join(lines)
+    body = [
+        [dtype, *(report.cell(s[k], scale=100) for k in AP_KEYS), report.cell(s["frames_per_s"], ",.0f")]
+        for dtype, s in results.items()
+    ]
+    diff = [report.cell(results["bfloat16"][k] - results["float32"][k], "+.2f", scale=100) for k in AP_KEYS]
+    body.append(["bfloat16 - float32", *diff, ""])
+    return report.markdown_table([name, *AP_KEYS, "frames/s"], body, widths=[28, *(6 for _ in AP_KEYS), 8])
 
 
 def main(argv=None) -> int:
@@ -80,9 +80,8 @@ def main(argv=None) -> int:
     name = os.path.basename(os.path.normpath(args.checkpoint))
     print(f"{name}: {args.n_test} test frames, {jax.devices()[0].device_kind}, jax {jax.__version__}")
     print(format_table(results, name))
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "precision.json"), "w") as f:
-        json.dump({"checkpoint": args.checkpoint, "n_test": args.n_test, "results": results}, f, indent=1)
+    dump = {"checkpoint": args.checkpoint, "n_test": args.n_test, "results": results}
+    report.write_json(os.path.join(args.out, "precision.json"), dump)
     return 0
 
 

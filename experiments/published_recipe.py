@@ -24,32 +24,32 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import math
 import os
 import statistics
 import sys
-import time
 
 import jax
 import ml_collections
 
 from csist_jax import models
 from csist_jax import train as train_lib
+from csist_jax.train import config as train_config
 from csist_jax.train import data as data_lib
+from experiments import published as published_numbers
+from experiments import report
 from experiments.configs.common import published
-from experiments.csist100k_table import NETWORKS
-from experiments.quickstart import KEYS
-from experiments.quickstart import PUBLISHED as _PUBLISHED_ROWS
+from experiments.published import AP_KEYS as KEYS
 
 MODELS = ("ista_net", "ista_net_plus", "dista_net")
 COMPUTE_DTYPES = ("float32", "bfloat16")
 PUBLISHED_EPOCHS = 250
 
 #: published test scores (x100) per network, from the repository's one copy of SPEC sec. 9
-PUBLISHED = {m: dict(zip(KEYS, _PUBLISHED_ROWS[f"{NETWORKS[m]} (published)"])) for m in MODELS}
+PUBLISHED = {m: {k: published_numbers.CSIST100K[m][k] for k in KEYS} for m in MODELS}
+NETWORKS = {m: published_numbers.label(m) for m in MODELS}
 
 #: the config fields that define a run: a workdir trained with other values is not resumed
-RUN_FIELDS = ("model", "c", "model_config", "data", "batch_size", "learning_rate", "seed", "sym_weight")
+RUN_FIELDS = ("model", "data", "optim.batch_size", "optim.learning_rate", "seed", "loss.unfolding.sym_weight")
 
 
 def _positive_int(text: str) -> int:
@@ -76,7 +76,8 @@ def _model_list(text: str) -> list[str]:
 
 def _model_config(text: str) -> dict:
     """``"stages=1,channels=4"`` -> ``{"stages": 1, "channels": 4}``, typed like the config's fields."""
-    fields = train_lib.default_config().model_config
+    model = train_lib.default_config().model
+    fields = {k: model.get_ref(k) for k in model if k not in train_config.MODEL_FIELDS}
     out = {}
     for item in (p.strip() for p in text.split(",")):
         if not item:
@@ -87,7 +88,7 @@ def _model_config(text: str) -> dict:
             raise argparse.ArgumentTypeError(f"expects key=value pairs separated by commas, got {item!r}")
         if key not in fields:
             raise argparse.ArgumentTypeError(f"unknown field {key!r}; known: {sorted(fields)}")
-        kind = fields.get_ref(key).get_type()
+        kind = fields[key].get_type()
         try:
             out[key] = kind(value.strip())
         except (TypeError, ValueError):
@@ -128,7 +129,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                 f"argument --{name}-size: at most {data_lib.SPLIT_SIZE[name]:,} frames, got {size:,}"
             )
     train_size = args.train_size or data_lib.SPLIT_SIZE["train"]
-    batch_size = args.batch_size or published(MODELS[0]).batch_size
+    batch_size = args.batch_size or published(MODELS[0]).optim.batch_size
     if batch_size > train_size:
         parser.error(f"argument --batch-size: {batch_size} exceeds the {train_size} training frames")
     n_dev = jax.device_count()
@@ -145,20 +146,20 @@ def parse_args(argv=None) -> argparse.Namespace:
 def make_config(model: str, args: argparse.Namespace) -> ml_collections.ConfigDict:
     """The published recipe for ``model`` with the command line's overrides."""
     cfg = published(model, c=3)
-    cfg.num_epochs = args.epochs
-    cfg.num_steps = 0
+    cfg.optim.num_epochs = args.epochs
+    cfg.optim.num_steps = 0
     if args.train_size is not None:
         cfg.data.train_size = args.train_size
     if args.val_size is not None:
         cfg.data.val_size = args.val_size
     if args.batch_size is not None:
-        cfg.batch_size = args.batch_size
+        cfg.optim.batch_size = args.batch_size
     for key, value in args.model_config.items():
-        cfg.model_config[key] = value
+        cfg.model[key] = value
     if args.compute_dtype is not None:
         cfg.compute_dtype = args.compute_dtype
     # smaller splits: no padding of a small split up to the published 1,000-frame evaluation batch
-    cfg.eval_batch_size = min(cfg.eval_batch_size, max(cfg.data.val_size, args.test_size))
+    cfg.eval.batch_size = min(cfg.eval.batch_size, max(cfg.data.val_size, args.test_size))
     cfg.progress = not args.quiet
     return cfg
 
@@ -171,7 +172,7 @@ def changes_from_published(args: argparse.Namespace) -> list[str]:
         ("train frames", args.train_size, ref.data.train_size),
         ("validation frames", args.val_size, ref.data.val_size),
         ("test frames", args.test_size, data_lib.SPLIT_SIZE["test"]),
-        ("batch", args.batch_size, ref.batch_size),
+        ("batch", args.batch_size, ref.optim.batch_size),
     ):
         if given is not None and given != default:
             out.append(f"{name} {given:,} (published {default:,})")
@@ -183,8 +184,11 @@ def changes_from_published(args: argparse.Namespace) -> list[str]:
 
 
 def _run_fields(config) -> dict:
-    d = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-    return {k: d[k] for k in RUN_FIELDS + ("compute_dtype",) if k in d}
+    """The dotted fields of :data:`RUN_FIELDS` (and ``compute_dtype``) of a config, or of a saved
+    ``config.json`` (one of before the config's groups read through ``train.config.upgrade``)."""
+    d = train_config.flatten(train_config.upgrade(config))
+    prefixes = RUN_FIELDS + ("compute_dtype",)
+    return {k: v for k, v in d.items() if any(k == p or k.startswith(p + ".") for p in prefixes)}
 
 
 def check_resumable(config, workdir: str) -> None:
@@ -232,10 +236,8 @@ def logged_steps_per_s(workdir: str, after: int, batch_size: int) -> float | Non
 def train_network(model: str, config, workdir: str) -> dict:
     """Train (or resume) one network; the row's training columns."""
     start = latest_checkpoint_step(workdir)
-    t0 = time.perf_counter()
-    result = train_lib.train_and_evaluate(config, workdir)
-    wall = time.perf_counter() - t0
-    steps_per_epoch = config.data.train_size // config.batch_size
+    result, wall = report.timed(lambda: train_lib.train_and_evaluate(config, workdir))
+    steps_per_epoch = config.data.train_size // config.optim.batch_size
     done = result["step"] - min(start, result["step"])
     return {
         "model": model,
@@ -248,7 +250,7 @@ def train_network(model: str, config, workdir: str) -> dict:
         "steps_this_run": done,
         "train_wall_s": wall,
         "steps_per_s": done / wall if done else None,
-        "loop_steps_per_s": logged_steps_per_s(workdir, start, config.batch_size) if done else None,
+        "loop_steps_per_s": logged_steps_per_s(workdir, start, config.optim.batch_size) if done else None,
         "best_step": result["best_step"],
         "best_val_mAP": 100 * result["best_val_map"],
     }
@@ -267,30 +269,24 @@ def score_network(workdir: str, test: dict, config) -> dict:
 
 
 def _num(value, fmt: str) -> str:
-    return (
-        "–"
-        if value is None or (isinstance(value, float) and not math.isfinite(value))
-        else format(value, fmt)
-    )
+    return report.cell(value, fmt, empty="–")
 
 
 def markdown(rows: list[dict], meta: dict) -> str:
-    head = (
-        "| network | mAP | AP05 | AP10 | AP15 | AP20 | AP25 | epochs | steps | best step | train wall s "
-        "| steps/s | loop steps/s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-    )
-    lines = [head]
+    header = ["network", *KEYS, "epochs", "steps", "best step", "train wall s", "steps/s", "loop steps/s"]
+    body = []
     for r in rows:
-        pub = PUBLISHED[r["model"]]
-        scores = " | ".join(_num(r[k], ".2f") for k in KEYS)
-        lines.append(
-            f"| {r['network']} (this run) | {scores} | {_num(r['epochs'], 'g')} | {r['steps']:,} "
-            f"| {r['best_step']:,} | {_num(r['train_wall_s'], ',.1f')} | {_num(r['steps_per_s'], ',.1f')} "
-            f"| {_num(r['loop_steps_per_s'], ',.1f')} |"
+        body.append(
+            [f"{r['network']} (this run)", *(_num(r[k], ".2f") for k in KEYS), _num(r["epochs"], "g")]
+            + [f"{r['steps']:,}", f"{r['best_step']:,}", _num(r["train_wall_s"], ",.1f")]
+            + [_num(r["steps_per_s"], ",.1f"), _num(r["loop_steps_per_s"], ",.1f")]
         )
-        scores = " | ".join(f"{pub[k]:.2f}" for k in KEYS)
         steps = PUBLISHED_EPOCHS * meta["published_steps_per_epoch"]
-        lines.append(f"| {r['network']} (published) | {scores} | {PUBLISHED_EPOCHS} | {steps:,} | | | | |")
+        pub = [f"{PUBLISHED[r['model']][k]:.2f}" for k in KEYS]
+        body.append(
+            [f"{r['network']} (published)", *pub, str(PUBLISHED_EPOCHS), f"{steps:,}", "", "", "", ""]
+        )
+    lines = [report.markdown_table(header, body)]
     recipe = "published recipe" if not meta["changes"] else "CHANGED recipe: " + "; ".join(meta["changes"])
     lines += [
         "",
@@ -310,11 +306,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
 
 def write_table(out: str, rows: list[dict], meta: dict, names: list[str]) -> None:
     """``<out>/table.md`` (the markdown table) and ``<out>/table.json`` (meta, rows, published rows)."""
-    with open(os.path.join(out, "table.md"), "w") as f:
-        f.write(markdown(rows, meta) + "\n")
-    with open(os.path.join(out, "table.json"), "w") as f:
-        json.dump({"meta": meta, "rows": rows, "published": {m: PUBLISHED[m] for m in names}}, f, indent=1)
-        f.write("\n")
+    data = {"meta": meta, "rows": rows, "published": {m: PUBLISHED[m] for m in names}}
+    report.write(os.path.join(out, "table"), markdown(rows, meta), data)
 
 
 def main(argv=None) -> int:
@@ -329,11 +322,11 @@ def main(argv=None) -> int:
         "train_frames": first.data.train_size,
         "val_frames": first.data.val_size,
         "test_frames": args.test_size,
-        "batch_size": first.batch_size,
-        "learning_rate": first.learning_rate,
-        "brightness_threshold": first.brightness_threshold,
-        "steps_per_epoch": first.data.train_size // first.batch_size,
-        "published_steps_per_epoch": ref.data.train_size // ref.batch_size,
+        "batch_size": first.optim.batch_size,
+        "learning_rate": first.optim.learning_rate,
+        "brightness_threshold": first.eval.brightness_threshold,
+        "steps_per_epoch": first.data.train_size // first.optim.batch_size,
+        "published_steps_per_epoch": ref.data.train_size // ref.optim.batch_size,
         "compute_dtype": first.get("compute_dtype", "float32"),
         "changes": changes_from_published(args),
         "device_kind": device.device_kind,

@@ -18,56 +18,45 @@ Frames per second are measured on the test set after compilation. A figure of a 
 from __future__ import annotations
 
 import argparse
-import itertools
-import json
 import os
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
 import csist_jax
-from csist_jax import metrics, models, physics, refine, solvers
+from csist_jax import models, physics, refine, solvers
 from csist_jax.data import csist100k
 from csist_jax.models import localizer
+from csist_jax.train import evaluation
+from experiments import published, report, tables
+from experiments.published import AP_KEYS
 
 C = 3
 THRESHOLD = 50.0  # CSIST-100K brightness threshold of the detections (SPEC sec. 6)
 LAMBDAS = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 ITERATIONS = (50, 100, 200, 500)
-
-# SPEC sec. 9, CSO-mAP x100 and APs in %
-PUBLISHED = {
-    "ISTA (published)": (7.46, 0.01, 0.31, 2.39, 9.46, 25.14),
-    "ISTA-Net (published)": (45.16, 0.41, 7.71, 40.57, 82.58, 94.53),
-    "ISTA-Net+ (published)": (46.06, 0.42, 7.66, 41.58, 84.46, 96.17),
-    "DISTA-Net (published)": (46.74, 0.38, 7.54, 42.44, 86.18, 97.14),
-}
-KEYS = ("mAP", "AP05", "AP10", "AP15", "AP20", "AP25")
-CHECKPOINTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints")
-CHECKPOINT = os.path.join(CHECKPOINTS, "ista_net_plus_c3_cpu")
-LOCALIZER_CHECKPOINT = os.path.join(CHECKPOINTS, "localizer_c3_cpu")
+#: the published rows printed beside ours (``experiments.published.CSIST100K``)
+PUBLISHED_ROWS = ("ista", "ista_net", "ista_net_plus", "dista_net")
+CHECKPOINT = tables.shipped("ista_net_plus_c3_cpu")
+LOCALIZER_CHECKPOINT = tables.shipped("localizer_c3_cpu")
 
 
 def _frames_per_second(fn, n: int) -> float:
-    jax.block_until_ready(fn())  # compile outside the timing
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn())
-    return n / (time.perf_counter() - t0)
+    """``n`` frames over the time of one ``fn()`` after a compiling call."""
+    return n / report.timed(fn, warmup=1)[1]
 
 
-def tune(solver, images, targets, count, op, progress: bool = True):
-    """Grid-search ``(lam, iterations)`` for the best validation CSO-mAP; returns (lam, iters, score)."""
-    best = (None, None, -1.0)
-    grid = list(itertools.product(LAMBDAS, ITERATIONS))
-    for lam, iters in tqdm(grid, desc=f"tune {solver.__name__.upper()}", disable=not progress, leave=False):
-        maps = solver(images, op, lam, iters)
-        score = metrics.cso_map_from_maps(maps, targets, count, C, THRESHOLD)["mAP"]
-        if score > best[2]:
-            best = (lam, iters, score)
-    return best
+def _maps(maps, data) -> dict:
+    """CSO-mAP and APs of HR maps (``evaluation.map_scores``)."""
+    scores = tables.score_maps(maps, data, C, THRESHOLD)
+    return {k: scores[k] for k in AP_KEYS}
+
+
+def _points(points, count, data) -> dict:
+    """CSO-mAP and APs of continuous detections (``evaluation.point_scores``)."""
+    scores = evaluation.point_scores({"points": points, "count": count}, data)
+    return {k: scores[k] for k in AP_KEYS}
 
 
 def figure(path, images, panels, targets, count, points=None, point_count=None, n_show: int = 4) -> None:
@@ -114,17 +103,14 @@ def figure(path, images, panels, targets, count, points=None, point_count=None, 
 
 
 def format_table(rows: list[dict]) -> str:
-    width = max([26] + [len(r["method"]) for r in rows])
-    header = f"| {'method':<{width}} | {'lambda':>6} | {'iters':>5} | " + " | ".join(f"{k:>6}" for k in KEYS)
-    header += f" | {'frames/s':>9} |"
-    lines = [header, "|" + "|".join("-" * (len(part)) for part in header.split("|")[1:-1]) + "|"]
-    for r in rows:
-        values = " | ".join(f"{100 * r[k]:6.2f}" if r.get(k) is not None else f"{'':>6}" for k in KEYS)
-        fps = f"{r['fps']:9,.0f}" if r.get("fps") else f"{'':>9}"
-        lines.append(
-            f"| {r['method']:<{width}} | {r.get('lam', ''):>6} | {r.get('iters', ''):>5} | {values} | {fps} |"
-        )
-    return "\n".join(lines)
+    header = ["method", "lambda", "iters", *AP_KEYS, "frames/s"]
+    body = [
+        [r["method"], str(r.get("lam", "")), str(r.get("iters", ""))]
+        + [report.cell(r.get(k), scale=100) for k in AP_KEYS]
+        + [report.cell(r.get("fps"), ",.0f")]
+        for r in rows
+    ]
+    return report.markdown_table(header, body, widths=[26, 6, 5, *(6 for _ in AP_KEYS), 9])
 
 
 def main(argv=None) -> dict:
@@ -151,22 +137,20 @@ def main(argv=None) -> dict:
     op = physics.sampling_operator(C)
     print(f"Phi: {op.size * op.size} x {op.hr * op.hr}, ||Phi||^2 = {float(op.norm_squared()):.3f}")
 
-    val_images = jnp.asarray(val["image"], jnp.float32)
     test_images = jnp.asarray(test["image"], jnp.float32)
     rows = []
     # the exact label: each target's brightness in its nearest cell (SPEC sec. 6's 'grid ceiling'; a
     # network can rank its detections better and score above it, see experiments.grid_ranking)
     label = physics.hr_label(test["targets"], C)
-    ceiling = metrics.cso_map_from_maps(label, test["targets"], test["count"], C, THRESHOLD)
-    rows.append({"method": "exact HR label", **ceiling})
+    rows.append({"method": "exact HR label", **_maps(label, test)})
 
     final_maps = {}
     for solver in (solvers.ista, solvers.fista):
         name = solver.__name__.upper()
-        lam, iters, val_map = tune(solver, val_images, val["targets"], val["count"], op)
+        lam, iters, val_map = tables.tune(solver, val, op, LAMBDAS, ITERATIONS, C, THRESHOLD)
         print(f"{name}: chose lambda = {lam}, iterations = {iters} (validation mAP {100 * val_map:.2f})")
         maps = solver(test_images, op, lam, iters)
-        score = metrics.cso_map_from_maps(maps, test["targets"], test["count"], C, THRESHOLD)
+        score = _maps(maps, test)
         fps = _frames_per_second(
             lambda solver=solver, lam=lam, iters=iters: solver(test_images, op, lam, iters), args.n_test
         )
@@ -176,14 +160,14 @@ def main(argv=None) -> dict:
     net, variables = models.load_checkpoint(CHECKPOINT)
     apply = models.jit(net.apply, inference_of=net)
     net_maps = apply(variables, test_images)
-    score = metrics.cso_map_from_maps(net_maps, test["targets"], test["count"], C, THRESHOLD)
+    score = _maps(net_maps, test)
     fps = _frames_per_second(lambda: apply(variables, test_images), args.n_test)
     rows.append({"method": "ISTA-Net+ (shipped, CPU)", "fps": fps, **score})
     print(f"ISTA-Net+: loaded {CHECKPOINT} (a short CPU-scale run; see experiments/checkpoints/README.md)")
 
     for name, seed_maps in (("localize (image only)", None), ("localize + ISTA-Net+ seeds", net_maps)):
         points, point_count = refine.localize(test["image"], hr_maps=seed_maps, c=C)
-        score = metrics.cso_map_from_points(points, point_count, test["targets"], test["count"])
+        score = _points(points, point_count, test)
         fps = _frames_per_second(
             lambda seed_maps=seed_maps: refine.localize(test["image"], hr_maps=seed_maps, c=C), args.n_test
         )
@@ -195,19 +179,22 @@ def main(argv=None) -> dict:
     loc_net, loc_vars = models.load_checkpoint(LOCALIZER_CHECKPOINT)
     decode = models.jit(lambda v, x: localizer.points(loc_net.apply(v, x)), inference_of=loc_net)
     found = decode(loc_vars, test_images)
-    score = metrics.cso_map_from_points(found["points"], found["count"], test["targets"], test["count"])
+    score = _points(found["points"], found["count"], test)
     fps = _frames_per_second(lambda: decode(loc_vars, test_images), args.n_test)
     rows.append({"method": "learned localiser (shipped, CPU)", "fps": fps, **score})
     polished = refine.polish(test_images, found)
-    score = metrics.cso_map_from_points(polished["points"], polished["count"], test["targets"], test["count"])
+    score = _points(polished["points"], polished["count"], test)
     fps = _frames_per_second(
         lambda: refine.polish(test_images, decode(loc_vars, test_images))["points"], args.n_test
     )
     rows.append({"method": "learned localiser + polish", "fps": fps, **score})
     print(f"localiser: loaded {LOCALIZER_CHECKPOINT} (see experiments/checkpoints/README.md)")
 
-    for name, values in PUBLISHED.items():
-        rows.append({"method": name, **{k: v / 100 for k, v in zip(KEYS, values)}})
+    for key in PUBLISHED_ROWS:
+        values = published.CSIST100K[key]
+        rows.append(
+            {"method": f"{published.label(key)} (published)", **{k: values[k] / 100 for k in AP_KEYS}}
+        )
 
     print(f"\nCSO-mAP on {args.n_test} test images (x100; APs in %), c = {C}, threshold {THRESHOLD:g}:")
     print(format_table(rows))
@@ -220,8 +207,9 @@ def main(argv=None) -> dict:
     fig_path = os.path.join(args.out, "quickstart.png")
     panels = [("FISTA estimate", final_maps["FISTA"]), ("ISTA-Net+ estimate", np.asarray(net_maps))]
     figure(fig_path, test["image"], panels, test["targets"], test["count"], *fitted)
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump({"args": vars(args), "rows": rows, "noise": noise}, f, indent=2)
+    report.write_json(
+        os.path.join(args.out, "results.json"), {"args": vars(args), "rows": rows, "noise": noise}
+    )
     print(f"\nfigure: {fig_path}\nresults: {os.path.join(args.out, 'results.json')}")
     return {"rows": rows, "noise": noise}
 
@@ -236,36 +224,34 @@ def noise_rows(args) -> list[dict]:
     out = []
     for std in NOISE_STDS:
         test = csist100k.generate(args.seed + 2, args.n_test, noise_std=std)
-        truth = (test["targets"], test["count"])
         points, count, info = csist_jax.unmix(test["image"], return_details=True)
         fitted, fitted_count = refine.localize(test["image"], noise_std=std)
+        unmixed = evaluation.point_scores({"points": points, "count": count}, test)
+        localized = evaluation.point_scores({"points": fitted, "count": fitted_count}, test)
         out.append(
             {
                 "std": std,
                 "estimated_std": info["noise_std"],
                 "method": info["method"],
-                "unmix_mAP": metrics.cso_map_from_points(points, count, *truth)["mAP"],
-                "unmix_count": metrics.count_accuracy(np.asarray(count), test["count"]),
-                "localize_mAP": metrics.cso_map_from_points(fitted, fitted_count, *truth)["mAP"],
-                "localize_count": metrics.count_accuracy(np.asarray(fitted_count), test["count"]),
+                "unmix_mAP": unmixed["mAP"],
+                "unmix_count": unmixed["count_accuracy"],
+                "localize_mAP": localized["mAP"],
+                "localize_count": localized["count_accuracy"],
             }
         )
     return out
 
 
 def format_noise_table(rows: list[dict]) -> str:
-    header = (
-        "| read-noise std | estimated | unmix runs | unmix mAP | count % "
-        "| localize (told std) mAP | count % |"
-    )
-    lines = [header, "|" + "---|" * 7]
-    for r in rows:
-        lines.append(
-            f"| {r['std']:g} | {r['estimated_std']:.2f} | {r['method']} | {100 * r['unmix_mAP']:.2f} "
-            f"| {100 * r['unmix_count']:.1f} | {100 * r['localize_mAP']:.2f} "
-            f"| {100 * r['localize_count']:.1f} |"
-        )
-    return "\n".join(lines)
+    header = ["read-noise std", "estimated", "unmix runs", "unmix mAP", "count %"]
+    header += ["localize (told std) mAP", "count %"]
+    body = [
+        [f"{r['std']:g}", f"{r['estimated_std']:.2f}", r["method"], report.cell(r["unmix_mAP"], scale=100)]
+        + [report.cell(r["unmix_count"], ".1f", scale=100), report.cell(r["localize_mAP"], scale=100)]
+        + [report.cell(r["localize_count"], ".1f", scale=100)]
+        for r in rows
+    ]
+    return report.markdown_table(header, body)
 
 
 if __name__ == "__main__":

@@ -14,17 +14,17 @@ and the distance ``||A - Phi||_F / ||Phi||_F``. About 3 minutes on a 2-core CPU.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from csist_jax import metrics, physics, solvers
+from csist_jax import physics, solvers
 from csist_jax.data import csist100k
 from csist_jax.refine import localize
-from csist_jax.train import losses
+from csist_jax.train import evaluation, losses
+from experiments import report, tables
 
 
 def train_operator(A0, labels, images, steps, lr, batch, seed=0):
@@ -86,9 +86,9 @@ def main(argv=None) -> int:
         misfit = float(jnp.mean(jnp.sum((op.forward(s_test) - z_test) ** 2, axis=(1, 2))))
         distance = float(jnp.linalg.norm(op.matrix() - phi) / jnp.linalg.norm(phi))
         maps = solvers.fista(z_test, op, 10.0, 100)
-        grid = metrics.cso_map_from_maps(maps, test["targets"], test["count"], c, 50.0)
+        grid = tables.score_maps(maps, test, c, 50.0)
         points, count = localize(test["image"], hr_maps=maps, c=c)
-        refined = metrics.cso_map_from_points(points, count, test["targets"], test["count"])
+        refined = evaluation.point_scores({"points": points, "count": count}, test)
         rows.append(
             dict(
                 operator=name,
@@ -104,23 +104,18 @@ def main(argv=None) -> int:
         f"**Learned against analytic operator (c = 3; {args.train} training frames, {args.steps} Adam steps; "
         f"{args.test} test frames)**",
         "",
-        "| operator | data misfit, train | data misfit, test | rel. distance to Phi | FISTA on its grid "
-        "| FISTA + localize |",
-        "|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['operator']} | {r['train_misfit']:.1f} | {r['test_misfit']:.1f} | {r['distance']:.3f} "
-            f"| {100 * r['fista_grid_mAP']:.2f} | {100 * r['fista_refined_mAP']:.2f} |"
-        )
-    report = "\n".join(lines)
-    print(report)
+    header = ["operator", "data misfit, train", "data misfit, test", "rel. distance to Phi"]
+    header += ["FISTA on its grid", "FISTA + localize"]
+    body = [
+        [r["operator"], f"{r['train_misfit']:.1f}", f"{r['test_misfit']:.1f}", f"{r['distance']:.3f}"]
+        + [f"{100 * r['fista_grid_mAP']:.2f}", f"{100 * r['fista_refined_mAP']:.2f}"]
+        for r in rows
+    ]
+    text = "\n".join(lines + [report.markdown_table(header, body)])
+    print(text)
     if args.out:
-        os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, "refine_learned_operator.md"), "w") as f:
-            f.write(report + "\n")
-        with open(os.path.join(args.out, "refine_learned_operator.json"), "w") as f:
-            json.dump(rows, f, indent=1)
+        report.write(os.path.join(args.out, "refine_learned_operator"), text, rows)
     return 0
 
 

@@ -14,17 +14,17 @@ seed 0; ``csist100k.SPLIT_START``). About 3 minutes on a 2-core CPU.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from csist_jax import metrics, physics, solvers
+from csist_jax import physics, solvers
 from csist_jax.data import csist100k
 from csist_jax.refine import localize
-from csist_jax.train import losses
+from csist_jax.train import evaluation, losses
+from experiments import report, tables
 
 
 def unrolled(params, images, op):
@@ -79,9 +79,9 @@ def main(argv=None) -> int:
     rows = []
     for name, p in (("analytic ISTA", analytic), ("learned steps and thresholds", params)):
         maps = jax.jit(unrolled)(p, z_test, op)
-        grid = metrics.cso_map_from_maps(maps, test["targets"], test["count"], c, 50.0)
+        grid = tables.score_maps(maps, test, c, 50.0)
         points, count = localize(test["image"], hr_maps=maps, c=c)
-        refined = metrics.cso_map_from_points(points, count, test["targets"], test["count"])
+        refined = evaluation.point_scores({"points": points, "count": count}, test)
         rows.append(
             dict(
                 method=name,
@@ -97,24 +97,18 @@ def main(argv=None) -> int:
         f"**Learned step sizes and thresholds ({args.iterations} ISTA iterations, c = 3; "
         f"{args.train} training frames, {args.steps} Adam steps; {args.test} test frames)**",
         "",
-        "| method | label MSE (train) | CSO-mAP on its grid | + localize | steps t_k (first, last) "
-        "| thresholds lam_k (first, last) |",
-        "|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['method']} | {r['train_loss']:.3f} | {100 * r['grid_mAP']:.2f} "
-            f"| {100 * r['refined_mAP']:.2f} | {r['steps'][0]:.3f}, {r['steps'][-1]:.3f} "
-            f"| {r['lams'][0]:.2f}, {r['lams'][-1]:.2f} |"
-        )
-    report = "\n".join(lines)
-    print(report)
+    header = ["method", "label MSE (train)", "CSO-mAP on its grid", "+ localize", "steps t_k (first, last)"]
+    header += ["thresholds lam_k (first, last)"]
+    body = [
+        [r["method"], f"{r['train_loss']:.3f}", f"{100 * r['grid_mAP']:.2f}", f"{100 * r['refined_mAP']:.2f}"]
+        + [f"{r['steps'][0]:.3f}, {r['steps'][-1]:.3f}", f"{r['lams'][0]:.2f}, {r['lams'][-1]:.2f}"]
+        for r in rows
+    ]
+    text = "\n".join(lines + [report.markdown_table(header, body)])
+    print(text)
     if args.out:
-        os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, "refine_learned_steps.md"), "w") as f:
-            f.write(report + "\n")
-        with open(os.path.join(args.out, "refine_learned_steps.json"), "w") as f:
-            json.dump(rows, f, indent=1)
+        report.write(os.path.join(args.out, "refine_learned_steps"), text, rows)
     return 0
 
 

@@ -21,7 +21,6 @@ Writes ``refine_robustness.md``, ``.json`` and ``.png`` (three panels) to ``--ou
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 import matplotlib
@@ -30,9 +29,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from csist_jax import metrics, physics  # noqa: E402
+from csist_jax import physics  # noqa: E402
 from csist_jax.data import csist100k  # noqa: E402
 from csist_jax.refine import calibrate_psf, localize, position_crb, rmse_bound  # noqa: E402
+from csist_jax.train import evaluation  # noqa: E402
+from experiments import report  # noqa: E402
 
 TEST_START = csist100k.SPLIT_START["test"]
 MATCH = 0.5
@@ -40,10 +41,9 @@ MIN_DISTANCE = 0.52 * 1.9 * 0.5
 
 
 def _scores(points, count, targets, true_count):
-    points, count = np.asarray(points), np.asarray(count)
-    m = metrics.cso_map_from_points(points, count, targets, true_count)
-    rmse = metrics.localization_rmse(points, count, targets, true_count, max_distance=MATCH)["rmse"]
-    return m["mAP"], rmse, metrics.count_accuracy(count, true_count)
+    """CSO-mAP, RMSE (matches within 0.5 px) and count accuracy (``evaluation.point_scores``)."""
+    s = evaluation.point_scores({"points": points, "count": count}, {"targets": targets, "count": true_count})
+    return s["mAP"], s["rmse"], s["count_accuracy"]
 
 
 def noise_sweep(n, levels):
@@ -176,37 +176,30 @@ def plot(noise, psf, counts, path):
 
 
 def markdown(noise, psf, counts):
-    out = [
-        "| read-noise std | CSO-mAP | count acc. | RMSE (px) | CRB, all (px) | CRB, resolvable (px) "
-        "| CSO-mAP, fit told no noise |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    out += [
-        f"| {r['noise_std']:g} | {100 * r['mAP']:.2f} | {100 * r['count_accuracy']:.1f} % "
-        f"| {r['rmse']:.4f} | "
-        f"{r['crb']:.4f} | {r['crb_resolvable']:.4f} | {100 * r['mAP_unaware']:.2f} |"
+    def pct(x, spec=".2f"):
+        return report.cell(x, spec, scale=100)
+
+    header = ["read-noise std", "CSO-mAP", "count acc.", "RMSE (px)", "CRB, all (px)", "CRB, resolvable (px)"]
+    body = [
+        [f"{r['noise_std']:g}", pct(r["mAP"]), pct(r["count_accuracy"], ".1f") + " %", f"{r['rmse']:.4f}"]
+        + [f"{r['crb']:.4f}", f"{r['crb_resolvable']:.4f}", pct(r["mAP_unaware"])]
         for r in noise
     ]
-    out += [
-        "",
-        "| true sigma | CSO-mAP, sigma = 0.5 | calibrated sigma (+- std) | CSO-mAP, calibrated |",
-        "|---|---|---|---|",
-    ]
-    out += [
-        f"| {r['sigma']:.2f} | {100 * r['mAP_nominal']:.2f} | {r['sigma_hat']:.4f} +- {r['sigma_std']:.4f} | "
-        f"{100 * r['mAP_calibrated']:.2f} |"
+    out = [report.markdown_table(header + ["CSO-mAP, fit told no noise"], body), ""]
+    header = ["true sigma", "CSO-mAP, sigma = 0.5", "calibrated sigma (+- std)", "CSO-mAP, calibrated"]
+    body = [
+        [f"{r['sigma']:.2f}", pct(r["mAP_nominal"]), f"{r['sigma_hat']:.4f} +- {r['sigma_std']:.4f}"]
+        + [pct(r["mAP_calibrated"])]
         for r in psf
     ]
-    out += [
-        "",
-        "| targets | CSO-mAP | count acc. | RMSE (px) | CRB, all (px) | CRB, resolvable (px) |",
-        "|---|---|---|---|---|---|",
-    ]
-    out += [
-        f"| {r['count']} | {100 * r['mAP']:.2f} | {100 * r['count_accuracy']:.1f} % | {r['rmse']:.4f} | "
-        f"{r['crb']:.4f} | {r['crb_resolvable']:.4f} |"
+    out += [report.markdown_table(header, body), ""]
+    header = ["targets", "CSO-mAP", "count acc.", "RMSE (px)", "CRB, all (px)", "CRB, resolvable (px)"]
+    body = [
+        [str(r["count"]), pct(r["mAP"]), pct(r["count_accuracy"], ".1f") + " %", f"{r['rmse']:.4f}"]
+        + [f"{r['crb']:.4f}", f"{r['crb_resolvable']:.4f}"]
         for r in counts
     ]
+    out.append(report.markdown_table(header, body))
     return "\n".join(out)
 
 
@@ -222,12 +215,10 @@ def main(argv=None) -> int:
     counts = count_sweep(max(args.n // 4, 50), tuple(range(1, 9)))
     os.makedirs(args.out, exist_ok=True)
     plot(noise, psf, counts, os.path.join(args.out, "refine_robustness.png"))
-    report = markdown(noise, psf, counts)
-    print(report)
-    with open(os.path.join(args.out, "refine_robustness.md"), "w") as f:
-        f.write(report + "\n")
-    with open(os.path.join(args.out, "refine_robustness.json"), "w") as f:
-        json.dump({"noise": noise, "psf": psf, "counts": counts}, f, indent=1)
+    text = markdown(noise, psf, counts)
+    print(text)
+    dump = {"noise": noise, "psf": psf, "counts": counts}
+    report.write(os.path.join(args.out, "refine_robustness"), text, dump)
     return 0
 
 

@@ -12,15 +12,16 @@ frames with a common velocity). About 2 minutes for 250 trajectories on a 2-core
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import time
 
 import numpy as np
 
-from csist_jax import metrics, physics
+from csist_jax import physics
 from csist_jax.data import seqcsist
 from csist_jax.refine import localize, localize_windows
+from csist_jax.train import evaluation
+from experiments import report, tables
+from experiments.published import AP_KEYS
 
 THRESHOLD = 70.0  # SeqCSIST map brightness threshold (SPEC sec. 6)
 
@@ -39,54 +40,45 @@ def main(argv=None) -> int:
     data = seqcsist.windows(seqcsist.generate(0, args.trajectories, start=args.start, noise_std=args.noise))
     frames = data["image"].astype(np.float32)
     centre = frames[:, frames.shape[1] // 2]
-    targets, count = data["targets"], data["count"]
+    count = data["count"]
     rows = []
 
-    def add(name, points, point_count, seconds):
-        m = metrics.cso_map_from_points(np.asarray(points), np.asarray(point_count), targets, count)
-        rmse = metrics.localization_rmse(
-            np.asarray(points), np.asarray(point_count), targets, count, max_distance=0.5
-        )["rmse"]
+    def add(name, fit):
+        (points, point_count), seconds = report.timed(fit)
+        s = evaluation.point_scores({"points": points, "count": point_count}, data)
         rows.append(
             dict(
                 method=name,
-                **m,
-                rmse=rmse,
-                count_accuracy=metrics.count_accuracy(np.asarray(point_count), count),
+                **{k: s[k] for k in AP_KEYS},
+                rmse=s["rmse"],
+                count_accuracy=s["count_accuracy"],
                 fps=len(count) / seconds if seconds else None,
             )
         )
 
-    label = metrics.cso_map_from_maps(physics.hr_label(targets, 3), targets, count, 3, THRESHOLD)
+    label = tables.score_maps(physics.hr_label(data["targets"], 3), data, 3, THRESHOLD)
+    label = {k: label[k] for k in AP_KEYS}
     rows.append(dict(method="exact HR label, on its grid", **label, rmse=None, count_accuracy=None, fps=None))
-    t0 = time.perf_counter()
-    points, point_count = localize(centre, noise_std=args.noise)
-    add("localize, centre frame only", points, point_count, time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    points, point_count, _ = localize_windows(frames, noise_std=args.noise)
-    add("localize_windows, 5 frames", points, point_count, time.perf_counter() - t0)
+    add("localize, centre frame only", lambda: localize(centre, noise_std=args.noise))
+    add("localize_windows, 5 frames", lambda: localize_windows(frames, noise_std=args.noise)[:2])
 
-    lines = [
-        f"**SeqCSIST test windows, {len(count):,} centre frames ({args.trajectories} trajectories), "
-        f"read noise {args.noise:g}**",
-        "",
-        "| method | CSO-mAP | AP05 | AP10 | AP15 | AP20 | AP25 | count acc. | RMSE (px) | frames/s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+    header = ["method", "CSO-mAP", *AP_KEYS[1:], "count acc.", "RMSE (px)", "frames/s"]
+    body = [
+        [r["method"], *(report.cell(r[k], scale=100) for k in AP_KEYS)]
+        + [
+            report.cell(r["count_accuracy"], ".1f", scale=100)
+            + (" %" if r["count_accuracy"] is not None else "")
+        ]
+        + [report.cell(r["rmse"], ".4f"), report.cell(r["fps"], ",.0f")]
+        for r in rows
     ]
-    for r in rows:
-        cells = [r["method"]] + [f"{100 * r[k]:.2f}" for k in ("mAP", "AP05", "AP10", "AP15", "AP20", "AP25")]
-        cells.append("" if r["count_accuracy"] is None else f"{100 * r['count_accuracy']:.1f} %")
-        cells.append("" if r["rmse"] is None else f"{r['rmse']:.4f}")
-        cells.append("" if r["fps"] is None else f"{r['fps']:,.0f}")
-        lines.append("| " + " | ".join(cells) + " |")
-    report = "\n".join(lines)
-    print(report)
+    text = (
+        f"**SeqCSIST test windows, {len(count):,} centre frames ({args.trajectories} trajectories), "
+        f"read noise {args.noise:g}**\n\n" + report.markdown_table(header, body)
+    )
+    print(text)
     if args.out:
-        os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, "refine_seqcsist.md"), "w") as f:
-            f.write(report + "\n")
-        with open(os.path.join(args.out, "refine_seqcsist.json"), "w") as f:
-            json.dump(rows, f, indent=1)
+        report.write(os.path.join(args.out, "refine_seqcsist"), text, rows)
     return 0
 
 

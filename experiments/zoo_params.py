@@ -1,7 +1,7 @@
 """Parameters and multiply-accumulates of every method at its published size, beside the printed ones.
 
     python -m experiments.zoo_params                     # markdown to stdout
-    python -m experiments.zoo_params --out=outputs/zoo_params.md
+    python -m experiments.zoo_params --out=outputs/zoo_params.md   # + outputs/zoo_params.json
 
 Rows: every name of ``csist_jax.models.MODEL_NAMES`` and ``SEQUENCE_MODEL_NAMES`` (c = 3, class
 defaults), counted by ``csist_jax.models.complexity`` (trained parameters; MACs per image from XLA's
@@ -14,20 +14,13 @@ docs/baselines.md.
 from __future__ import annotations
 
 import argparse
+import os
 
 from tqdm.auto import tqdm
 
 from csist_jax import models
 from csist_jax.models import baselines
-
-#: the library's own networks, as printed (SPEC sec. 10.1 / 10.2)
-OWN_PUBLISHED = {
-    "ista_net": ("0.171M", "0.17M"),
-    "ista_net_plus": ("0.337M", "0.38M"),
-    "dista_net": ("2.179M", None),
-    "lista": ("21.10M", "21.10M"),
-    "derefnet": (None, "0.89M"),
-}
+from experiments import published, report
 
 
 def rows(names) -> list[dict]:
@@ -35,37 +28,34 @@ def rows(names) -> list[dict]:
     for name in tqdm(names, desc="complexity", leave=False):
         module = models.create(name, c=3)
         cost = models.complexity(module, batch=2)
-        printed = baselines.PUBLISHED_PARAMS.get(name) or OWN_PUBLISHED.get(name, (None, None))
+        printed = baselines.PUBLISHED_PARAMS.get(name) or published.PARAMS.get(name, (None, None))
         out.append({"name": name, **cost, "csist100k": printed[0], "seqcsist": printed[1]})
     return out
 
 
 def markdown(table: list[dict]) -> str:
-    lines = [
-        "| method | parameters (ours) | printed, CSIST-100K | printed, SeqCSIST | MACs / image | "
-        "x 64 (table batch) |",
-        "|---|---|---|---|---|---|",
+    header = ["method", "parameters (ours)", "printed, CSIST-100K", "printed, SeqCSIST", "MACs / image"]
+    body = [
+        [r["name"], f"{r['params']:,}", r["csist100k"] or "", r["seqcsist"] or ""]
+        + [f"{r['macs'] / 1e6:,.1f}M", f"{r['macs'] * 64 / 1e9:,.2f}G"]
+        for r in table
     ]
-    for r in table:
-        lines.append(
-            f"| {r['name']} | {r['params']:,} | {r['csist100k'] or ''} | {r['seqcsist'] or ''} "
-            f"| {r['macs'] / 1e6:,.1f}M | {r['macs'] * 64 / 1e9:,.2f}G |"
-        )
-    return "\n".join(lines)
+    return report.markdown_table(header + ["x 64 (table batch)"], body)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--out", default="", help="also write the markdown table to this file")
+    parser.add_argument("--out", default="", help="also write the markdown table here (and .json rows)")
     args = parser.parse_args(argv)
     names = models.MODEL_NAMES + models.SEQUENCE_MODEL_NAMES
-    text = markdown(rows(names))
+    table = rows(names)
+    text = markdown(table)
     print(text)
     if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+        report.write_markdown(args.out, text)
+        report.write_json(os.path.splitext(args.out)[0] + ".json", table)
     return 0
 
 

@@ -93,18 +93,18 @@ def test_a_killed_noise_trained_run_resumes_bit_identically(tmp_path, monkeypatc
 
     def config():
         cfg = train.default_config()
-        cfg.model = "ista_net"
-        cfg.model_config.stages = 1
-        cfg.model_config.channels = 4
+        cfg.model.name = "ista_net"
+        cfg.model.stages = 1
+        cfg.model.channels = 4
         cfg.data.train_size = 64
         cfg.data.val_size = 64
         cfg.data.noise_std = (0.0, 5.0)
         cfg.data.background = (0.0, 2.0)
-        cfg.batch_size = 16
-        cfg.num_epochs = 2
-        cfg.learning_rate = 1e-3
+        cfg.optim.batch_size = 16
+        cfg.optim.num_epochs = 2
+        cfg.optim.learning_rate = 1e-3
         cfg.checkpoint_every_steps = 2
-        cfg.eval_batch_size = 32
+        cfg.eval.batch_size = 32
         cfg.progress = False
         return cfg
 

@@ -39,8 +39,8 @@ def test_defaults_are_the_published_recipe():
     args = recipe.parse_args([])
     assert args.models == ["ista_net", "ista_net_plus", "dista_net"] and args.epochs == 250
     cfg = recipe.make_config("dista_net", args)
-    assert (cfg.data.train_size, cfg.data.val_size, cfg.batch_size) == (80_000, 10_000, 64)
-    assert cfg.learning_rate == 1e-4 and cfg.num_epochs == 250
+    assert (cfg.data.train_size, cfg.data.val_size, cfg.optim.batch_size) == (80_000, 10_000, 64)
+    assert cfg.optim.learning_rate == 1e-4 and cfg.optim.num_epochs == 250
     assert recipe.changes_from_published(args) == []
 
 

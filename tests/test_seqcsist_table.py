@@ -1,5 +1,5 @@
-"""experiments.seqcsist_table: a tiny run writes well-formed rows beside the published ones; missing
-checkpoints are skipped with a note; bad arguments fail by name."""
+"""experiments.seqcsist_table: a tiny run writes well-formed rows beside the published ones; a missing
+checkpoint is an error naming it; bad arguments fail by name."""
 
 from __future__ import annotations
 
@@ -41,14 +41,11 @@ def _well_formed(row: dict) -> None:
         assert math.isfinite(row[key]) and 0.0 <= row[key] <= 100.0, (row["method"], key, row[key])
 
 
-def test_tiny_run_scores_every_row_beside_the_published_ones(runs, tmp_path, capsys):
+def test_tiny_run_scores_every_row_beside_the_published_ones(runs, tmp_path):
     out = tmp_path / "table.md"
     args = [f"--runs={runs}", "--rows=label,analytic,networks,derefnet", "--noise=0,2", f"--out={out}"]
-    assert table.main(TINY + args) == 0
+    assert table.main(TINY + args + ["--models=ista_net_plus"]) == 0
     rows, text = _read(out)
-    err = capsys.readouterr().err
-    for model in ("ista_net", "dista_net", "derefnet"):
-        assert f"no checkpoint at {runs}/seq_cpu_{model}/best, row skipped" in err
     measured = {r["method"]: r for r in rows if r["table"] == "comparison" and r["source"] == "measured"}
     assert list(measured) == ["exact HR label", "ISTA", "FISTA", "ISTA-Net+"]
     for row in measured.values():
@@ -70,6 +67,13 @@ def test_tiny_run_scores_every_row_beside_the_published_ones(runs, tmp_path, cap
         _well_formed(row)
     assert "| ISTA-Net+, centre frame |" in text and "mAP, sigma 2" in text
     assert "| DeRefNet (published) | 51.55 | 49.09 |" in text  # beside ours at each sigma
+
+
+def test_a_missing_checkpoint_is_an_error_naming_it(runs, tmp_path):
+    # the default --models (the seq_cpu_* networks): only ista_net_plus is saved
+    with pytest.raises(FileNotFoundError, match=f"{runs}/seq_cpu_ista_net/best.*seq_cpu_derefnet/best"):
+        table.main(TINY + [f"--runs={runs}", f"--out={tmp_path / 'table.md'}"])
+    assert not (tmp_path / "table.md").exists()
 
 
 @pytest.mark.slow

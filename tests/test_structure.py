@@ -27,7 +27,10 @@ RANKS = {
     "models": 2,
     "train": 3,
     "unmixing": 4,
-    "__init__": 5,
+    "frames": 5,
+    "__init__": 6,
+    "cli": 7,
+    "__main__": 8,
 }
 
 
@@ -85,3 +88,58 @@ def test_only_csist_jax_is_installed_as_a_top_level_package():
     except importlib.metadata.PackageNotFoundError:
         pytest.skip("csist-jax is not installed (pip install -e .)")
     assert (dist.read_text("top_level.txt") or "").split() == ["csist_jax"]
+
+
+EXPERIMENTS = PACKAGE.parent / "experiments"
+
+
+def _experiment_modules() -> dict[pathlib.Path, str]:
+    """Every module under ``experiments/`` and its dotted name."""
+    return {
+        path: ".".join(("experiments", *path.relative_to(EXPERIMENTS).with_suffix("").parts))
+        for path in EXPERIMENTS.rglob("*.py")
+    }
+
+
+def _is_script(path: pathlib.Path) -> bool:
+    """A runnable script: a module with a ``main`` function or an ``if __name__ == "__main__"`` block."""
+    body = ast.parse(path.read_text()).body
+    return any(isinstance(node, ast.FunctionDef) and node.name == "main" for node in body) or any(
+        isinstance(node, ast.If) and "__main__" in ast.unparse(node.test) for node in body
+    )
+
+
+def test_no_experiment_script_imports_another_script():
+    """Scripts share code only through the shared layer (``experiments.report`` / ``published`` /
+    ``tables``, ``experiments.configs``, ``experiments.benchmarks``), never by importing a script."""
+    modules = _experiment_modules()
+    scripts = {name for path, name in modules.items() if _is_script(path)}
+    assert {"experiments.quickstart", "experiments.csist100k_table", "experiments.train"} <= scripts
+    assert {"experiments.report", "experiments.published", "experiments.tables"}.isdisjoint(scripts)
+    wrong = []
+    for path, name in modules.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                targets = {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+            elif isinstance(node, ast.Import):
+                targets = {a.name for a in node.names}
+            else:
+                continue
+            wrong += [f"{name} imports {t}" for t in sorted((targets & scripts) - {name})]
+    assert not wrong, wrong
+
+
+def test_experiments_score_only_through_train_evaluation():
+    """No experiment re-implements scoring: CSO-mAP, PSNR / SSIM, count accuracy and RMSE come from
+    ``csist_jax.train.evaluation`` (the benchmark of the metrics themselves aside)."""
+    pattern = re.compile(
+        r"cso_map_from_(maps|points)\(|metrics\.(psnr|ssim|count_accuracy|localization_rmse|by_count)\("
+    )
+    hits = [
+        f"{name}:{i + 1}: {line.strip()}"
+        for path, name in _experiment_modules().items()
+        if name != "experiments.benchmarks.metrics"
+        for i, line in enumerate(path.read_text().splitlines())
+        if pattern.search(line)
+    ]
+    assert not hits, hits

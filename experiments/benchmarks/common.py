@@ -1,12 +1,12 @@
-"""Shared pieces of the benchmark sections: a result row, a timer and a table formatter."""
+"""Shared pieces of the benchmark sections: a result row, the timer (``experiments.report.timed``) and a
+table formatter."""
 
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable
 
-import jax
+from experiments import report
 
 
 @dataclasses.dataclass
@@ -26,17 +26,9 @@ class Row:
 
 
 def best_time(fn: Callable[[], object], repeats: int = 5, min_time: float = 0.0) -> float:
-    """Best wall time of ``fn()`` over ``repeats`` calls (blocking on JAX results); one warm-up call."""
-    jax.block_until_ready(fn())
-    best = float("inf")
-    start = time.perf_counter()
-    for i in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        best = min(best, time.perf_counter() - t0)
-        if min_time and time.perf_counter() - start > min_time and i >= 1:
-            break
-    return best
+    """Best wall time of ``fn()`` over ``repeats`` calls (blocking on JAX results) after one warm-up call;
+    the calls stop after ``min_time`` seconds (when at least two were timed)."""
+    return report.timed(fn, repeats=repeats, warmup=1, budget=min_time)[1]
 
 
 def format_rows(rows: list[Row]) -> str:

@@ -220,7 +220,7 @@ def _train_fn(
 
     A multi-frame network takes windows ``images``, their centre indices ``frame`` and its ``config``."""
     config = train.default_config() if config is None else config
-    optimizer = train_config.optimizer(config) if config.weight_decay else optax.adam(1e-4)
+    optimizer = train_config.optimizer(config) if config.optim.weight_decay else optax.adam(1e-4)
     mesh = train.make_mesh()
     state = train.init_state(variables, optimizer)
     # distinct buffers: the state is donated, and initialisers may return one array twice

@@ -111,17 +111,17 @@ def _bare_step(name: str, fields: dict, frames: dict):
 def _loop_timing(name: str, fields: dict, plan: _Plan, steps_per_call: int) -> dict:
     """``train_and_evaluate``'s own ``timing`` for ``plan.steps`` steps (see the module docstring)."""
     cfg = train.default_config()
-    cfg.model = name
+    cfg.model.name = name
     for key, value in fields.items():
-        cfg.model_config[key] = value
+        cfg.model[key] = value
     cfg.data.train_size = plan.steps * BATCH
     cfg.data.val_size = plan.steps * BATCH  # one generator compilation for both splits
-    cfg.batch_size = BATCH
-    cfg.learning_rate = 1e-4
-    cfg.num_epochs = 1
+    cfg.optim.batch_size = BATCH
+    cfg.optim.learning_rate = 1e-4
+    cfg.optim.num_epochs = 1
     cfg.log_every_steps = plan.log_every
     cfg.checkpoint_every_steps = plan.steps // 2
-    cfg.eval_batch_size = 256
+    cfg.eval.batch_size = 256
     cfg.steps_per_call = steps_per_call
     cfg.progress = False
     with tempfile.TemporaryDirectory() as workdir:
