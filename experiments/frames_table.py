@@ -17,12 +17,13 @@ Rows, per density and std:
   and the std the pipeline estimated: the same unmixing and merging without the detection and the
   windows' placement, so the difference is what finding the groups costs.
 
-Columns: frame-level CSO-mAP x100 (:func:`csist_jax.metrics.frame_scores`: each detection matched to its
-nearest true target of the frame, thresholds 0.05 .. 0.25 px), group recall (a group is found when a
-detection lies within 1 px of one of its targets), and frames/s of the pipeline (after one untimed call
-on the same shapes; this machine's CPU). Writes ``OUT.md``, ``OUT.json``, ``OUT.png`` (CSO-mAP against
-std) and, with ``--picture PATH``, one dense frame at std 2 with its detections. Every finished cell is
-kept in ``OUT.cells.json``: a killed run continues (``--fresh`` recomputes).
+Columns: frame-level CSO-mAP x100 (``csist_jax.train.evaluation.point_scores`` on frame coordinates:
+each detection matched to its nearest true target of the frame, thresholds 0.05 .. 0.25 px), group recall
+(a group is found when a detection lies within 1 px of one of its targets), and frames/s of the pipeline
+(after one untimed call on the same shapes; this machine's CPU). Writes ``OUT.md``, ``OUT.json``,
+``OUT.png`` (CSO-mAP against std) and, with ``--picture PATH``, one dense frame at std 2 with its
+detections. Every finished cell is kept in ``OUT.cells.json``: a killed run continues (``--fresh``
+recomputes).
 """
 
 from __future__ import annotations
@@ -30,15 +31,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 
 import numpy as np
 from tqdm.auto import tqdm
 
 import csist_jax
 from csist_jax import frames as frames_lib
-from csist_jax import metrics
 from csist_jax.data import scenes
+from csist_jax.train import evaluation
 from experiments import report
 
 STDS = (0.0, 1.0, 2.0, 5.0)
@@ -66,18 +66,16 @@ def cell(density: str, std: float, n: int, seed: int) -> dict:
     """The two rows of one (density, std): scores, the noise estimate and the pipeline's frames/s."""
     data = frames_for(density, std, n, seed)
     images = data["image"]
-    warm = images[: min(len(images), 16)]
-    csist_jax.unmix_frames(warm)  # compiles every shape the timed call uses
-    t0 = time.perf_counter()
-    points, count, details = csist_jax.unmix_frames(images, return_details=True)
-    seconds = time.perf_counter() - t0
+    csist_jax.unmix_frames(images[: min(len(images), 16)])  # compiles every shape the timed call uses
+    (points, count, details), seconds = report.timed(
+        lambda: csist_jax.unmix_frames(images, return_details=True)
+    )
     live = data["group_size"] > 0
     p2, c2, _ = frames_lib.unmix_at(
         images, data["centres"], live, noise_std=details["noise_std"], plane=details["background"]
     )
-    truth = (data["targets"], data["count"], data["group"], data["group_size"])
-    ours = metrics.frame_scores(points, count, *truth)
-    perfect = metrics.frame_scores(p2, c2, *truth)
+    ours = evaluation.point_scores({"points": points, "count": count}, data)
+    perfect = evaluation.point_scores({"points": p2, "count": c2}, data)
     return {
         "density": density,
         "std": std,

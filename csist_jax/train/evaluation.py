@@ -126,7 +126,9 @@ def _decoder(module):
 
 def point_scores(decoded: dict, arrays: dict) -> dict:
     """Detections ``decoded`` (``"points"`` ``[n, M, 3]``, ``"count"`` ``[n]``) scored against ``arrays``:
-    CSO-mAP (and APs), ``count_accuracy`` and ``rmse`` (px, one-to-one matches within 0.5 px)."""
+    CSO-mAP (and APs), ``count_accuracy`` and ``rmse`` (px, one-to-one matches within 0.5 px); for whole
+    frames (``arrays`` with ``"group"`` and ``"group_size"``, as ``csist_jax.data.scenes`` gives them) also
+    ``group_recall`` (:func:`csist_jax.metrics.group_recall`)."""
     points, count = np.asarray(decoded["points"]), np.asarray(decoded["count"])
     out = {
         k: float(v)
@@ -135,6 +137,10 @@ def point_scores(decoded: dict, arrays: dict) -> dict:
     out["count_accuracy"] = metrics.count_accuracy(count, np.asarray(arrays["count"]))
     rmse = metrics.localization_rmse(points, count, arrays["targets"], arrays["count"], max_distance=0.5)
     out["rmse"] = rmse["rmse"]
+    if "group" in arrays and "group_size" in arrays:
+        out["group_recall"] = metrics.group_recall(
+            points, count, arrays["targets"], arrays["group"], arrays["group_size"]
+        )
     return out
 
 
