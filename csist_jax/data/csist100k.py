@@ -113,6 +113,44 @@ def _chunk(seed, indices, noise_std, protocol):
     return targets, count, clean, image
 
 
+def blob_protocol(
+    *,
+    sigma,
+    count_mean,
+    count_std,
+    count_range,
+    box,
+    min_separation,
+    rayleigh,
+    brightness_range,
+    max_tries,
+) -> tuple:
+    """The rules of one blob (the keyword arguments of :func:`generate` but the crop's ``size`` and
+    ``cluster_range``), checked, as a hashable tuple of ``(name, value)`` for the jitted generators (this
+    module's and :mod:`csist_jax.data.scenes`)."""
+    _checks.positive_scalar("sigma", sigma)
+    max_tries = _checks.positive_int("max_tries", max_tries)
+    if not 1 <= count_range[0] <= count_range[1] <= MAX_TARGETS:
+        raise ValueError(f"count_range must satisfy 1 <= lo <= hi <= {MAX_TARGETS}, got {count_range}")
+    if not box[0] < box[1]:
+        raise ValueError(f"box must be (low, high) with low < high, got {box}")
+    if not 0 <= brightness_range[0] <= brightness_range[1]:
+        raise ValueError(
+            f"brightness_range must be (low, high) with 0 <= low <= high, got {brightness_range}"
+        )
+    return (
+        ("sigma", float(sigma)),
+        ("count_mean", float(count_mean)),
+        ("count_std", float(count_std)),
+        ("count_range", tuple(int(v) for v in count_range)),
+        ("box", tuple(float(v) for v in box)),
+        ("min_distance", float(min_separation * rayleigh * sigma)),
+        ("brightness_range", tuple(float(v) for v in brightness_range)),
+        ("max_tries", max_tries),
+        ("max_targets", MAX_TARGETS),
+    )
+
+
 def generate(
     seed: int,
     n: int,
@@ -146,33 +184,22 @@ def generate(
     n = _checks.positive_int("n", n, minimum=0)
     start = _checks.positive_int("start", start, minimum=0)
     size = _checks.positive_int("size", size)
-    _checks.positive_scalar("sigma", sigma)
-    max_tries = _checks.positive_int("max_tries", max_tries)
-    if not 1 <= count_range[0] <= count_range[1] <= MAX_TARGETS:
-        raise ValueError(f"count_range must satisfy 1 <= lo <= hi <= {MAX_TARGETS}, got {count_range}")
     if not (0 <= cluster_range[0] <= cluster_range[1] < size):
         raise ValueError(f"cluster_range must lie inside [0, {size - 1}], got {cluster_range}")
-    if not box[0] < box[1]:
-        raise ValueError(f"box must be (low, high) with low < high, got {box}")
-    if not 0 <= brightness_range[0] <= brightness_range[1]:
-        raise ValueError(
-            f"brightness_range must be (low, high) with 0 <= low <= high, got {brightness_range}"
-        )
     if noise_std < 0:
         raise ValueError(f"noise_std must be >= 0, got {noise_std}")
-    protocol = (
-        ("size", size),
-        ("sigma", float(sigma)),
-        ("cluster_range", tuple(int(v) for v in cluster_range)),
-        ("count_mean", float(count_mean)),
-        ("count_std", float(count_std)),
-        ("count_range", tuple(int(v) for v in count_range)),
-        ("box", tuple(float(v) for v in box)),
-        ("min_distance", float(min_separation * rayleigh * sigma)),
-        ("brightness_range", tuple(float(v) for v in brightness_range)),
-        ("max_tries", max_tries),
-        ("max_targets", MAX_TARGETS),
+    blob = blob_protocol(
+        sigma=sigma,
+        count_mean=count_mean,
+        count_std=count_std,
+        count_range=count_range,
+        box=box,
+        min_separation=min_separation,
+        rayleigh=rayleigh,
+        brightness_range=brightness_range,
+        max_tries=max_tries,
     )
+    protocol = (("size", size), ("cluster_range", tuple(int(v) for v in cluster_range))) + blob
     out = {"image": [], "targets": [], "count": [], "clean": []}
     chunk = min(_CHUNK, max(n, 1))
     show = progress if progress is not None else n > 4 * _CHUNK

@@ -220,26 +220,23 @@ def generate(
     _checks.nonnegative_scalar("background", background)
     _checks.nonnegative_scalar("gradient", gradient)
     _checks.nonnegative_scalar("noise_std", noise_std)
-    _checks.positive_scalar("sigma", sigma)
     groups, isolated = slots(height, width, float(density), float(isolated_density))
     if groups + isolated == 0:
         raise ValueError(
             f"density={density} and isolated_density={isolated_density} give no target on a "
             f"{height} x {width} frame"
         )
-    blob = dict(
-        sigma=float(sigma),
-        count_mean=float(count_mean),
-        count_std=float(count_std),
-        box=tuple(float(v) for v in box),
-        min_distance=float(min_separation * rayleigh * sigma),
-        brightness_range=tuple(float(v) for v in brightness_range),
-        max_tries=_checks.positive_int("max_tries", max_tries),
-        max_targets=MAX_GROUP_TARGETS,
+    protocol = csist100k.blob_protocol(
+        sigma=sigma,
+        count_mean=count_mean,
+        count_std=count_std,
+        count_range=count_range,
+        box=box,
+        min_separation=min_separation,
+        rayleigh=rayleigh,
+        brightness_range=brightness_range,
+        max_tries=max_tries,
     )
-    if not 1 <= count_range[0] <= count_range[1] <= MAX_GROUP_TARGETS:
-        raise ValueError(f"count_range must satisfy 1 <= lo <= hi <= {MAX_GROUP_TARGETS}, got {count_range}")
-    protocol = tuple(sorted({**blob, "count_range": tuple(int(v) for v in count_range)}.items()))
     options = (
         ("height", height),
         ("width", width),
