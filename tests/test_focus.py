@@ -56,7 +56,7 @@ def test_focus_aux_and_one_step_on_its_own_loss():
     act = jnp.where(aux[0]["coarse"] >= 0, aux[0]["coarse"], prelu * aux[0]["coarse"])
     np.testing.assert_allclose(np.asarray(maps), np.asarray(act + aux[1]["residual"]), rtol=1e-5, atol=1e-4)
 
-    constants = variables["constants"]
+    constants = variables.get("constants", {})  # none: FOCUS holds no Q
 
     def loss(params):
         out, a = module.apply({"params": params, "constants": constants}, x, return_aux=True)

@@ -9,11 +9,14 @@ windows in, HR maps or points out), with their objectives (:mod:`.objectives`) a
 >>> maps, aux = net.apply(variables, images, return_aux=True)  # + per-stage symmetry residuals
 >>> maps = net.apply(variables, images, operator=physics.sampling_operator(3, sigma=0.6))  # another Phi
 
-Every network is the ISTA loop of :mod:`csist_jax.solvers` (one shared ``gradient_step``) with trained
-stages, started at ``x_0 = Q z`` (``Q`` a fixed matrix in the ``"constants"`` collection). The operator
-and ``Q`` are inputs: ``apply(..., operator=A, q=Q)`` runs any :class:`csist_jax.physics.SamplingOperator`
-of the right shapes (a learned ``DenseOperator`` included) and any ``Q`` ``[hr^2, size^2]``; by default
-the analytic ``Phi`` and the stored ``Q``.
+Every unfolding network is the ISTA loop of :mod:`csist_jax.solvers` (one shared ``gradient_step``)
+with trained stages, started at ``x_0 = Q z`` (``Q`` a fixed matrix in the ``"constants"`` collection).
+The operator and ``Q`` are inputs: ``apply(..., operator=A, q=Q)`` runs any
+:class:`csist_jax.physics.SamplingOperator` of the right shapes (a learned ``DenseOperator`` included)
+and any ``Q`` ``[hr^2, size^2]``; by default the analytic ``Phi`` and the stored ``Q``. A model declares
+whether it uses them (``USES_PHYSICS``): the super-resolution baselines
+(:class:`SuperResolutionNetwork`, TDAN) do not, and hold no ``Q``. Training asks each model for its
+constants fitted to the training labels (``module.fit_constants(targets)``).
 """
 
 from __future__ import annotations
@@ -32,7 +35,13 @@ from csist_jax.models.derefnet import DeRefNet
 from csist_jax.models.dista_net import DISTANet
 from csist_jax.models.ista_net import ISTANet
 from csist_jax.models.ista_net_plus import ISTANetPlus
-from csist_jax.models.layers import MapNetwork, UnfoldingNetwork, WindowNetwork, unroll
+from csist_jax.models.layers import (
+    MapNetwork,
+    SuperResolutionNetwork,
+    UnfoldingNetwork,
+    WindowNetwork,
+    unroll,
+)
 from csist_jax.models.lista import LISTA
 from csist_jax.models.localizer import Localizer, WindowLocalizer
 
@@ -224,6 +233,7 @@ __all__ = [
     "MODEL_NAMES",
     "MapNetwork",
     "SEQUENCE_MODEL_NAMES",
+    "SuperResolutionNetwork",
     "UNFOLDING_NAMES",
     "UnfoldingNetwork",
     "WindowNetwork",

@@ -1,9 +1,14 @@
 """A trained network on disk: ``model.json`` (architecture) next to an Orbax ``variables`` directory.
 
 ``save_model(path, name, c, model_config, variables, info)`` writes ``path/model.json`` and
-``path/variables`` (``params`` and the ``constants`` collection holding ``Q``); ``load_checkpoint(path)``
-rebuilds ``(module, variables)`` from them, ready for ``module.apply(variables, images)``. The training
-loop exports its best network this way (``<workdir>/best``).
+``path/variables`` (``params`` and the ``constants`` collection holding ``Q``, empty for a model that
+holds none); ``load_checkpoint(path)`` rebuilds ``(module, variables)`` from them, ready for
+``module.apply(variables, images)``. The training loop exports its best network this way
+(``<workdir>/best``).
+
+A saved constant that the model no longer creates is read and dropped on load: the super-resolution
+baselines held a ``Q`` (``constants/q_init``) they never used until they stopped holding one
+(``USES_PHYSICS = False``), and their networks saved before still load, with the same outputs.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ def save_model(
     tmp = path + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
-    variables = {"params": variables["params"], "constants": variables["constants"]}
+    variables = {"params": variables["params"], "constants": variables.get("constants", {})}
     ckpt = _checkpointer()
     ckpt.save(os.path.join(tmp, "variables"), jax.device_get(variables))
     ckpt.wait_until_finished()
@@ -78,7 +83,9 @@ def load_checkpoint(path):
     >>> module, variables = load_checkpoint("experiments/checkpoints/ista_net_plus_c3_cpu")
     >>> maps = module.apply(variables, images)  # [n, 33, 33]
 
-    A multi-frame network's window length is ``read_meta(path)["window"]`` (5 when absent).
+    A multi-frame network's window length is ``read_meta(path)["window"]`` (5 when absent). Saved
+    constants the network does not create (a super-resolution baseline's unused ``Q``, saved before
+    those stopped holding one) are dropped (module docstring); every parameter must match.
     """
     from csist_jax import models
 
@@ -86,9 +93,33 @@ def load_checkpoint(path):
     module = models.create(meta["model"], c=meta["c"], **meta["config"])
     inputs = models.example_inputs(module, 1, meta.get("window"))
     abstract = jax.eval_shape(module.init, jax.random.PRNGKey(0), *inputs)
-    target = {"params": abstract["params"], "constants": abstract["constants"]}
-    restored = _checkpointer().restore(os.path.join(os.path.abspath(os.fspath(path)), "variables"), target)
-    return module, restored
+    constants = dict(abstract.get("constants", {}))
+    where = os.path.join(os.path.abspath(os.fspath(path)), "variables")
+    ckpt = _checkpointer()
+    unused = unused_constants(ckpt.metadata(where), constants)
+    restored = ckpt.restore(where, {"params": abstract["params"], "constants": {**constants, **unused}})
+    return module, drop_constants(restored, unused)
+
+
+def unused_constants(saved, constants) -> dict:
+    """The saved constants a model does not create, to restore and then drop (:func:`drop_constants`):
+    the entries of the ``"constants"`` collection in the Orbax metadata ``saved`` (of a saved network or
+    training state) missing from ``constants`` (the model's own), as ``jax.ShapeDtypeStruct``. Only the
+    ``Q`` of a super-resolution baseline saved before those stopped holding one (module docstring)."""
+    tree = getattr(saved, "item_metadata", saved)
+    tree = getattr(tree, "tree", tree)
+    on_disk = (tree.get("constants") if hasattr(tree, "get") else None) or {}
+    return {
+        k: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype) for k, m in on_disk.items() if k not in constants
+    }
+
+
+def drop_constants(restored: dict, unused: dict) -> dict:
+    """``restored`` (a tree with a ``"constants"`` entry) without the constants named in ``unused``."""
+    if not unused:
+        return restored
+    kept = {k: v for k, v in restored["constants"].items() if k not in unused}
+    return {**restored, "constants": kept}
 
 
 def _jsonable(x):

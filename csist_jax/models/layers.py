@@ -10,6 +10,11 @@ run by :func:`unroll`: a Python loop over the stages (XLA sees the whole unrolle
 and ``lam_k = 1 / ||Phi||^2`` nothing is trained and the loop is analytic ISTA (``tests/test_models.py``
 checks this against :func:`csist_jax.solvers.ista`).
 
+The common frames of the HR-map networks live here too: :class:`MapNetwork` (frames),
+:class:`WindowNetwork` (windows), :class:`UnfoldingNetwork` (the loop above) and
+:class:`SuperResolutionNetwork`, the frame of the super-resolution baselines, which use neither ``Q`` nor
+``Phi`` and hold neither (``USES_PHYSICS = False``).
+
 Feature maps are NHWC (``[n, hr, hr, channels]``); HR maps ``[n, hr, hr]``.
 """
 
@@ -167,6 +172,15 @@ def constant_q(q_init, operator: physics.SamplingOperator) -> Float[Array, "hr2 
     if q.shape != want:
         raise ValueError(f"q_init must have shape {want}, got {tuple(q.shape)}")
     return q
+
+
+def fit_q(module, targets):
+    """``module`` (a network holding ``Q``: fields ``c``, ``size``, ``q_init`` and an ``operator()``) with
+    ``q_init`` the least-squares ``Q`` of the HR labels of ``targets`` ``[N, K, 3]``:
+    :func:`csist_jax.physics.q_init` of :func:`csist_jax.physics.hr_label` through ``module.operator()``
+    (float32; SPEC's ``Q_init``). Every other field is kept."""
+    labels = physics.hr_label(targets, module.c, module.size)
+    return module.clone(q_init=np.asarray(physics.q_init(labels, module.operator())))
 
 
 def call_q(constant: Float[Array, "hr2 m2"], q, hr: int, size: int, dtype) -> Float[Array, "hr2 m2"]:
@@ -360,10 +374,12 @@ class MapNetwork(nn.Module):
     ``return_aux=True`` ``(maps, aux)``, ``aux`` a list of per-stage dicts (empty for a network with no
     stage terms). Concrete images (an eager ``apply``, not under ``jit``) must be finite (``ValueError``
     naming ``images``); an empty batch ``[0, size, size]`` gives empty maps ``[0, hr, hr]``. A subclass
-    implements :meth:`forward`. Every such network holds the fixed ``Q``
-    (``[hr^2, size^2]``) in its ``"constants"`` collection and receives ``Q`` and the operator ``Phi``, so
-    that training, checkpoints and the tables treat all of them alike; a network that does not use them
-    (a super-resolution baseline) ignores them.
+    implements :meth:`forward`. A network that uses the physics (``USES_PHYSICS = True``, the default: the
+    unfolding networks, DeRefNet) holds the fixed ``Q`` (``[hr^2, size^2]``) in its ``"constants"``
+    collection and its :meth:`forward` receives ``Q`` and the operator ``Phi``; one that does not
+    (``USES_PHYSICS = False``, :class:`SuperResolutionNetwork`) holds no ``Q`` (no ``"constants"``
+    collection at all), its :meth:`forward` receives the frames alone, and a ``q``, ``operator`` or
+    ``q_init`` given to it is a ``TypeError``. Training asks every model :meth:`fit_constants`.
     """
 
     c: int = 3
@@ -374,6 +390,9 @@ class MapNetwork(nn.Module):
 
     #: frames in, HR maps out (:mod:`csist_jax.models.kinds`)
     KIND = kinds.FRAME_MAPS
+    #: whether the network reads ``Q`` and the operator ``Phi``: it then holds ``Q`` (``"constants"``),
+    #: :meth:`forward` receives ``(z, Q, Phi)`` and :meth:`fit_constants` fits ``Q``; when False, none of it
+    USES_PHYSICS = True
     #: the sub-group of the training config's ``loss`` group :meth:`objective`'s options are read from
     LOSS_GROUP = "unfolding"
     #: the fields of that sub-group :meth:`objective` reads (``config.loss.unfolding.sym_weight``)
@@ -398,8 +417,17 @@ class MapNetwork(nn.Module):
         analytic one of ``(c, size, sigma)``, or ``operator`` checked and cast (:func:`network_operator`)."""
         return network_operator(self.c, self.size, self.sigma, dtype, self.batch_exact, operator)
 
+    def fit_constants(self, targets):
+        """This network for training on ``targets`` ``[N, K, 3]`` (training targets, as
+        :func:`csist_jax.physics.hr_label` reads them): the same network with ``q_init`` the least-squares
+        ``Q`` of their HR labels (:func:`fit_q`) when it uses the physics, itself unchanged when it does
+        not (it holds no ``Q``). The training route calls this for every model; a model with other
+        constants fitted to its training data overrides it."""
+        return fit_q(self, targets) if self.USES_PHYSICS else self
+
     def forward(self, z: Float[Array, "n m m"], q: Float[Array, "hr2 m2"], operator) -> tuple:
-        """``(maps [n, hr, hr], aux)`` from the float images ``z``, ``Q`` and the operator."""
+        """``(maps [n, hr, hr], aux)`` from the float images ``z``, ``Q`` and the operator (the images
+        alone for a network with ``USES_PHYSICS = False``)."""
         raise NotImplementedError
 
     def _q(self, q, dtype):
@@ -408,12 +436,22 @@ class MapNetwork(nn.Module):
 
         return call_q(self.variable("constants", "q_init", init).value, q, self.hr, self.size, dtype)
 
-    def _inputs(self, frames, q, operator):
-        """``(z, Q, Phi)`` of a call: the frames as floats (stored 8-bit frames cast to float32), and the
-        call's ``Q`` and operator (or the stored / analytic ones) in their dtype."""
+    def _inputs(self, frames, q, operator) -> tuple:
+        """The arguments of :meth:`forward`: ``(z, Q, Phi)``, the frames as floats (stored 8-bit frames
+        cast to float32) and the call's ``Q`` and operator (or the stored / analytic ones) in their
+        dtype; ``(z,)`` for a network that does not use them (``TypeError`` if any is given)."""
         z = jnp.asarray(frames)
         if not jnp.issubdtype(z.dtype, jnp.floating):
             z = z.astype(jnp.float32)
+        if not self.USES_PHYSICS:
+            arguments = (("q", q), ("operator", operator), ("q_init", self.q_init))
+            given = [k for k, v in arguments if v is not None]
+            if given:
+                raise TypeError(
+                    f"{type(self).__name__} uses neither Q nor the operator (USES_PHYSICS = False): "
+                    f"{', '.join(given)} must be None"
+                )
+            return (z,)
         return z, self._q(q, z.dtype), self.operator(z.dtype, operator)
 
     @nn.compact
@@ -429,9 +467,26 @@ class MapNetwork(nn.Module):
         if images.ndim != 3:
             raise ValueError(f"images must have shape [n, {self.size}, {self.size}], got {images.shape}")
         _checks.finite("images", images)  # a no-op under jit (traced values are unknown)
-        z, q, op = self._inputs(images, q, operator)
-        x, aux = self.forward(z, q, op)
+        x, aux = self.forward(*self._inputs(images, q, operator))
         return (x, aux) if return_aux else x
+
+
+class SuperResolutionNetwork(MapNetwork):
+    """Common frame of the super-resolution baselines (:mod:`csist_jax.models.baselines`): learned
+    layers map the frames to HR maps with no sensor model.
+
+    ``USES_PHYSICS = False``: such a network holds no ``Q`` (``init`` creates no ``"constants"``
+    collection and no ``Q``-shaped parameter), training fits none (:meth:`fit_constants` returns the
+    network unchanged), and a subclass implements ``forward(z) -> (maps, aux)`` on the float frames
+    alone; ``apply(..., q=...)`` or ``operator=...`` and a ``q_init`` field are a ``TypeError``. Calls,
+    kinds, objectives and checkpoints are otherwise those of :class:`MapNetwork`.
+    """
+
+    USES_PHYSICS = False
+
+    def forward(self, z: Float[Array, "n m m"]) -> tuple:
+        """``(maps [n, hr, hr], aux)`` from the float images ``z``."""
+        raise NotImplementedError
 
 
 class WindowNetwork(MapNetwork):
@@ -441,8 +496,9 @@ class WindowNetwork(MapNetwork):
     ``[n, T, size, size]`` (odd ``T`` of at least ``MIN_FRAMES``; raw 0..255 values, 8-bit frames cast to
     float32) with the index of each window's centre frame in its trajectory ``[n]``; returns the centre
     frames' HR maps ``[n, hr, hr]``, with ``return_aux=True`` ``(maps, aux)``. A subclass implements
-    :meth:`forward_windows`; the operator and ``Q`` are handled as in :class:`MapNetwork`, and so are
-    non-finite concrete windows (``ValueError`` naming ``windows``) and an empty batch.
+    :meth:`forward_windows`; the operator and ``Q`` (and ``USES_PHYSICS``) are handled as in
+    :class:`MapNetwork`, and so are non-finite concrete windows (``ValueError`` naming ``windows``) and an
+    empty batch.
     """
 
     MIN_FRAMES = 1  # the fewest frames of a window
@@ -462,7 +518,8 @@ class WindowNetwork(MapNetwork):
         )
 
     def forward_windows(self, z, centre_index, q, operator) -> tuple:
-        """``(maps [n, hr, hr], aux)`` from the float windows ``z`` ``[n, T, size, size]``."""
+        """``(maps [n, hr, hr], aux)`` from the float windows ``z`` ``[n, T, size, size]`` (without ``q``
+        and ``operator`` for a network with ``USES_PHYSICS = False``)."""
         raise NotImplementedError
 
     @nn.compact
@@ -487,8 +544,8 @@ class WindowNetwork(MapNetwork):
                 f"centre_index must have shape [{n}] (one index per window), got {jnp.shape(centre_index)}"
             )
         _checks.finite("windows", windows)  # a no-op under jit (traced values are unknown)
-        z, q, op = self._inputs(windows, q, operator)
-        x, aux = self.forward_windows(z, centre_index, q, op)
+        z, *physics_inputs = self._inputs(windows, q, operator)
+        x, aux = self.forward_windows(z, centre_index, *physics_inputs)
         return (x, aux) if return_aux else x
 
 

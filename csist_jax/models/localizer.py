@@ -117,6 +117,14 @@ class Localizer(nn.Module):
         """The analytic ``Phi`` of ``(c, size, sigma)`` in ``dtype`` (pseudo-inverted: the default ``Q``)."""
         return layers.network_operator(self.c, self.size, self.sigma, dtype, False, operator)
 
+    #: it holds ``Q`` (``"constants"``) and starts from ``Q z``, as the unfolding networks
+    USES_PHYSICS = True
+
+    def fit_constants(self, targets):
+        """This localiser with ``q_init`` the least-squares ``Q`` of the training ``targets``' HR labels
+        (:func:`csist_jax.models.layers.fit_q`), which the training route asks every model for."""
+        return layers.fit_q(self, targets)
+
     #: frames in, per-cell detections out (:mod:`csist_jax.models.kinds`)
     KIND = kinds.FRAME_POINTS
     #: the sub-group of the training config's ``loss`` group, and its fields :meth:`objective` reads

@@ -9,6 +9,8 @@ read (truncated or corrupted files, half-written directories) is reported by a `
 its path; once an older one restores, the unreadable newer ones are moved to ``<directory>.unreadable/``
 (re-saving their step would otherwise be refused: Orbax keeps an existing step). When no checkpoint
 can be read, :class:`NoReadableCheckpoint` (a ``RuntimeError``) names the directory and nothing is moved.
+Saved constants the model no longer creates are dropped on restore
+(:func:`csist_jax.models.checkpoint.unused_constants`).
 
 A failed restore leaves TensorStore reads in flight after Orbax has closed the event loop they report
 to; each then prints a "RuntimeError: Event loop is closed" traceback (through ``sys.unraisablehook``,
@@ -27,6 +29,8 @@ import warnings
 
 import jax
 
+from csist_jax.models.checkpoint import drop_constants, unused_constants
+
 
 class NoReadableCheckpoint(RuntimeError):
     """Checkpoints exist but none of them can be read."""
@@ -41,7 +45,9 @@ class Checkpoints:
         self._ocp = ocp
         self.directory = os.path.abspath(os.fspath(directory))
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
-        self._manager = ocp.CheckpointManager(self.directory, options=options)
+        # the handler named: a fresh manager can then read a step's metadata (restore_latest)
+        handler = ocp.StandardCheckpointHandler()
+        self._manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handler)
 
     def steps(self) -> list[int]:
         """The steps with a checkpoint directory, oldest first."""
@@ -64,7 +70,13 @@ class Checkpoints:
         unreadable = []
         for step in reversed(steps):
             try:
-                state = self._manager.restore(step, args=self._ocp.args.StandardRestore(abstract_state))
+                # constants saved that the model no longer creates (a super-resolution baseline's Q from
+                # before those stopped holding one) are read and dropped: such a run resumes
+                constants = abstract_state.get("constants", {})
+                unused = unused_constants(self._manager.item_metadata(step), constants)
+                target = dict(abstract_state, constants={**constants, **unused}) if unused else abstract_state
+                state = self._manager.restore(step, args=self._ocp.args.StandardRestore(target))
+                state = drop_constants(state, unused)
             except Exception as err:  # noqa: BLE001 - any failure to read means: try the one before
                 failed()
                 first = (str(err).strip().splitlines() or [""])[0][:300]

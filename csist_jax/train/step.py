@@ -59,12 +59,13 @@ def stage_monitors(params) -> dict:
 
 
 def init_state(variables, optimizer) -> dict:
-    """The training state :func:`make_train_step` updates: step, params, constants, optimiser state and
-    the best validation CSO-mAP so far (-1 before any) with its step."""
+    """The training state :func:`make_train_step` updates: step, params, constants (``{}`` for a model
+    that holds none), optimiser state and the best validation CSO-mAP so far (-1 before any) with its
+    step."""
     return {
         "step": jnp.zeros((), jnp.int32),
         "params": variables["params"],
-        "constants": variables["constants"],
+        "constants": variables.get("constants", {}),
         "opt_state": optimizer.init(variables["params"]),
         "best_map": jnp.full((), -1.0, jnp.float32),
         "best_step": jnp.zeros((), jnp.int32),

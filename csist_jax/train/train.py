@@ -7,8 +7,9 @@ A run is a short sequence of named steps, each in its own module:
    for this run, and either resumable with this config, started afresh (``config.restart``) or refused;
 2. **data** (:mod:`.data`, :mod:`.device_data`): the training split put on the device once, shuffled
    there per epoch (a pure function of ``(seed, epoch)``); the validation split on the device in batches;
-3. **network and state** (:mod:`.step`): ``Q`` from the training labels, Adam, the state restored from
-   the newest readable checkpoint or initialised;
+3. **network and state** (:mod:`.step`): the model's constants (``Q``) fitted to the training labels
+   (``module.fit_constants``), Adam, the state restored from the newest readable checkpoint or
+   initialised;
 4. **steps** (:mod:`.step`): the update compiled ahead of time, ``steps_per_call`` steps per host call;
 5. **the loop** (:mod:`.loop`): calls dispatched without waiting; measurements, validation and
    checkpoints settled one flush point later, while the device runs the next steps;
@@ -22,10 +23,10 @@ is used as given (it is not rescaled with the batch size).
 
 In ``workdir``:
 
-* ``checkpoints/`` Orbax checkpoints of the full state (params, optimiser, ``Q``, best score), every
-  ``checkpoint_every_steps``, at each epoch end and at the last step; a rerun with the same ``workdir``
-  resumes from the latest readable one and, with the same config, ends with the same parameters as an
-  uninterrupted run;
+* ``checkpoints/`` Orbax checkpoints of the full state (params, optimiser, constants such as ``Q``, best
+  score), every ``checkpoint_every_steps``, at each epoch end and at the last step; a rerun with the
+  same ``workdir`` resumes from the latest readable one and, with the same config, ends with the same
+  parameters as an uninterrupted run;
 * ``best/`` the network with the best validation CSO-mAP so far (``csist_jax.models.load_checkpoint``);
 * ``metrics.jsonl`` (every logged row), ``train.csv`` / ``val.csv``, ``curves.png`` (loss and val mAP),
   ``config.json``; ``profile/`` with ``config.profile_steps``;
@@ -52,7 +53,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
-from csist_jax import models, physics
+from csist_jax import models
 from csist_jax.train import config as config_lib
 from csist_jax.train import data as data_lib
 from csist_jax.train import noise as noise_lib
@@ -83,18 +84,17 @@ def _load_data(config) -> tuple[dict, dict]:
 
 
 def _build_network(config, train: dict):
-    """The network with ``Q`` fitted to the first ``config.model.q_init_size`` training labels (SeqCSIST
-    windows: every frame of the training trajectories)."""
+    """The network with its constants fitted to the first ``config.model.q_init_size`` training targets
+    (SeqCSIST windows: every frame of the training trajectories): the model's own ``fit_constants``
+    (``Q`` for a model that uses it; the model unchanged for one that holds none)."""
     name, c = config.model.name, config.model.c
     model_config = config_lib.module_fields(config)
     if config.data.window and "n_frames" in models.REGISTRY[name].cls.__dataclass_fields__:
         model_config["n_frames"] = int(train["image"].shape[1])
-    probe = models.create(name, c=c, **model_config)
+    module = models.create(name, c=c, **model_config)
     all_targets = train["targets"].reshape((-1,) + train["targets"].shape[-2:])
     n = len(all_targets)
-    q_targets = all_targets[: min(config.model.q_init_size or n, n)]
-    q = np.asarray(physics.q_init(physics.hr_label(q_targets, c, probe.size), probe.operator()))
-    return models.create(name, c=c, q_init=q, **model_config), model_config
+    return module.fit_constants(all_targets[: min(config.model.q_init_size or n, n)]), model_config
 
 
 def _initial_state(module, optimizer, config, mesh, checkpoints: Checkpoints) -> tuple[dict, int]:

@@ -2,9 +2,12 @@
 
 Every model here is a :class:`csist_jax.models.layers.MapNetwork`: ``apply(variables, images[n, 11,
 11])`` (raw 0..255) returns HR maps ``[n, 11c, 11c]``, so ``models.create``, ``train_and_evaluate``, the
-checkpoints, metrics and table scripts treat them like the unfolding networks. The class defaults are the
-sizes the toolkit's configs train (the published tables); each model file's ``SMALL`` gives the sizes
-the tests and the CPU tables use, and its ``PARAMS_C3`` our parameter count at the published size.
+checkpoints, metrics and table scripts treat them like the unfolding networks. The super-resolution
+networks among them subclass :class:`csist_jax.models.layers.SuperResolutionNetwork` (TDAN declares the
+same): they use neither ``Q`` nor the operator, so they hold no ``Q`` and training fits none. The class
+defaults are the sizes the toolkit's configs train (the published tables); each model file's ``SMALL``
+gives the sizes the tests and the CPU tables use, and its ``PARAMS_C3`` our parameter count at the
+published size.
 
 The registry below maps a name of ``csist_jax.models.create`` to ``(module, class)`` in this package,
 imported on first use (several of these modules are large). Adding a method: a module here with its

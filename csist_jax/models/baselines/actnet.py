@@ -46,7 +46,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from csist_jax.models.baselines import blocks
-from csist_jax.models.layers import MapNetwork, torch_default_bias, torch_default_kernel
+from csist_jax.models.layers import SuperResolutionNetwork, torch_default_bias, torch_default_kernel
 
 
 def dense(features: int, in_features: int, use_bias: bool = True, name: str | None = None) -> nn.Dense:
@@ -197,7 +197,7 @@ class FusionBlock(nn.Module):
         return x
 
 
-class ACTNet(MapNetwork):
+class ACTNet(SuperResolutionNetwork):
     """``n_feats`` F (toolkit 64), ``n_fusionblocks`` (4) transformer blocks / residual groups / fusion
     blocks, ``n_resblocks`` (12) RCABs per group, ``reduction`` (16) of the channel attention,
     ``n_heads`` (8) self-attention heads (half as many in the cross-attention), ``token_size`` (3)."""
@@ -209,7 +209,7 @@ class ACTNet(MapNetwork):
     n_heads: int = 8
     token_size: int = 3
 
-    def forward(self, z, q, operator):
+    def forward(self, z):
         f, ts, nh = self.n_feats, self.token_size, self.n_heads
         e = f * ts * ts
         half, dim_head = e // 2, e // nh

@@ -30,7 +30,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from csist_jax.models.baselines import blocks
-from csist_jax.models.layers import MapNetwork
+from csist_jax.models.layers import SuperResolutionNetwork
 
 #: LeakyReLU slope of the toolkit's ``activation("lrelu")`` in cfgn.py
 LRELU_SLOPE = 0.05
@@ -96,7 +96,7 @@ class MainBlock(nn.Module):
         return ContrastChannelAttention(f, name="cca")(out) + x
 
 
-class CFGN(MapNetwork):
+class CFGN(SuperResolutionNetwork):
     """``n_feats`` F (toolkit 48), ``n_resgroups`` (6) main blocks, ``act`` (``"identity"``) after the
     distillation convs."""
 
@@ -104,7 +104,7 @@ class CFGN(MapNetwork):
     n_resgroups: int = 6
     act: str = "identity"
 
-    def forward(self, z, q, operator):
+    def forward(self, z):
         f, g, c = self.n_feats, self.n_resgroups, self.c
         x = blocks.conv(f, 1, 3, name="head")(z[..., None])
         now, outs = x, [x]

@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 
 from csist_jax.models.baselines import blocks
-from csist_jax.models.layers import MapNetwork
+from csist_jax.models.layers import SuperResolutionNetwork
 
 
 def _nearest_resize(x, h: int, w: int):
@@ -119,7 +119,7 @@ class CEM(nn.Module):
         return x * m
 
 
-class CTNet(MapNetwork):
+class CTNet(SuperResolutionNetwork):
     """``nf`` (toolkit 64) trunk features, ``unf`` (24) up-sampling features, ``nb`` (16) blocks; each
     block's skip has ``nf // nb`` channels (``nf`` must be a multiple of ``nb``)."""
 
@@ -127,7 +127,7 @@ class CTNet(MapNetwork):
     unf: int = 24
     nb: int = 16
 
-    def forward(self, z, q, operator):
+    def forward(self, z):
         nf, unf, nb = self.nf, self.unf, self.nb
         if nf % nb:
             raise ValueError(f"CTNet: nf = {nf} must be a multiple of nb = {nb}")

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from csist_jax.models.baselines import blocks
-from csist_jax.models.layers import MapNetwork
+from csist_jax.models.layers import SuperResolutionNetwork
 
 #: PReLU slope at initialisation in the toolkit's ``activation("prelu")`` (backbones/blocks.py)
 PRELU_INIT = 0.2
@@ -103,7 +103,7 @@ class Projection(nn.Module):
         return a + project(there, project(back, a, back) - x, f"{there}1")
 
 
-class DBPN(MapNetwork):
+class DBPN(SuperResolutionNetwork):
     """``num_features`` (toolkit 32) channels in the projection units, ``bp_stages`` (7) up-projections
     with ``bp_stages - 1`` down-projections between them, ``extract_features`` (128) channels of the
     first 3x3 conv."""
@@ -112,7 +112,7 @@ class DBPN(MapNetwork):
     bp_stages: int = 7
     extract_features: int = 128
 
-    def forward(self, z, q, operator):
+    def forward(self, z):
         f, e = self.num_features, self.extract_features
         x = blocks.conv(e, 1, 3, name="extract_1")(z[..., None])
         x = blocks.PReLU(PRELU_INIT, name="extract_1_act")(x)

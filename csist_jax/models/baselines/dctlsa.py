@@ -39,7 +39,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from csist_jax.models.baselines import blocks
-from csist_jax.models.layers import MapNetwork, torch_default_bias, torch_default_kernel
+from csist_jax.models.layers import SuperResolutionNetwork, torch_default_bias, torch_default_kernel
 
 
 def linear(features: int, in_features: int, name: str | None = None) -> nn.Dense:
@@ -139,7 +139,7 @@ class SwinStage(nn.Module):
         return x[:, :h, :w]
 
 
-class DCTLSA(MapNetwork):
+class DCTLSA(SuperResolutionNetwork):
     """``nf``: channels (published 55); ``num_modules``: LSABs (6); ``num_head``: attention heads (5);
     ``window_size``: attention window (16)."""
 
@@ -148,7 +148,7 @@ class DCTLSA(MapNetwork):
     num_head: int = 5
     window_size: int = 16
 
-    def forward(self, z, q, operator):
+    def forward(self, z):
         nf = self.nf
         fea = blocks.conv(nf, 1, 3, name="fea_conv")(z[..., None])
         dense, outs, inp = [fea], [], fea

@@ -27,7 +27,7 @@ from __future__ import annotations
 import flax.linen as nn
 
 from csist_jax.models.baselines import blocks
-from csist_jax.models.layers import MapNetwork
+from csist_jax.models.layers import SuperResolutionNetwork
 
 
 class ResBlock(nn.Module):
@@ -44,7 +44,7 @@ class ResBlock(nn.Module):
         return x + self.res_scale * y
 
 
-class EDSR(MapNetwork):
+class EDSR(SuperResolutionNetwork):
     """``n_resblocks`` residual blocks of ``n_feats`` channels (toolkit 16 and 64), ``kernel_size`` of the
     head, body and tail convolutions (3), ``res_scale`` (1); the fixed mean shift subtracts and adds back
     ``img_range * img_mean`` (toolkit 255 and 0.5; ``img_mean=0`` removes it)."""
@@ -56,7 +56,7 @@ class EDSR(MapNetwork):
     img_range: float = 255.0
     img_mean: float = 0.5
 
-    def forward(self, z, q, operator):
+    def forward(self, z):
         shift = self.img_range * self.img_mean
         k, f = self.kernel_size, self.n_feats
         x = blocks.conv(f, 1, k, name="head")(z[..., None] - shift)

@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from csist_jax.models.baselines import blocks
-from csist_jax.models.layers import MapNetwork, torch_default_bias, torch_default_kernel
+from csist_jax.models.layers import SuperResolutionNetwork, torch_default_bias, torch_default_kernel
 
 #: Kaiming-normal (fan-in, gain sqrt 2) scaled by 0.1: ``initialize_weights(..., 0.1)`` of the toolkit
 _kaiming_01 = nn.initializers.variance_scaling(2.0 * 0.01, "fan_in", "normal")
@@ -166,7 +166,7 @@ class REG(nn.Module):
         return x + blocks.conv(self.features, self.features, 3, name="conv")(y)
 
 
-class EGASR(MapNetwork):
+class EGASR(SuperResolutionNetwork):
     """``n_feats``: channels (published 32); ``n_resgroups``: groups (8); ``n_resblocks``: blocks per
     group (6)."""
 
@@ -174,7 +174,7 @@ class EGASR(MapNetwork):
     n_resgroups: int = 8
     n_resblocks: int = 6
 
-    def forward(self, z, q, operator):
+    def forward(self, z):
         f = self.n_feats
         x = z[..., None]
         head = blocks.conv(f, 1, 3, name="head")(x)

@@ -20,10 +20,10 @@ from __future__ import annotations
 import flax.linen as nn
 
 from csist_jax.models.baselines import blocks
-from csist_jax.models.layers import MapNetwork
+from csist_jax.models.layers import SuperResolutionNetwork
 
 
-class ESPCN(MapNetwork):
+class ESPCN(SuperResolutionNetwork):
     """``width1``, ``width2``: the two hidden widths (toolkit 64 and 32); ``kernel1``: the first kernel
     size (toolkit 5; the other two convolutions are 3x3)."""
 
@@ -31,7 +31,7 @@ class ESPCN(MapNetwork):
     width2: int = 32
     kernel1: int = 5
 
-    def forward(self, z, q, operator):
+    def forward(self, z):
         x = z[..., None]
         x = nn.relu(blocks.conv(self.width1, 1, self.kernel1, name="conv1")(x))
         x = nn.relu(blocks.conv(self.width2, self.width1, 3, name="conv2")(x))

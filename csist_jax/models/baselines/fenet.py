@@ -47,7 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from csist_jax.models.baselines import blocks
-from csist_jax.models.layers import MapNetwork, torch_default_bias, torch_default_kernel
+from csist_jax.models.layers import SuperResolutionNetwork, torch_default_bias, torch_default_kernel
 
 
 class WNConv(nn.Module):
@@ -128,7 +128,7 @@ class FEB(nn.Module):
         return out + x
 
 
-class FENet(MapNetwork):
+class FENet(SuperResolutionNetwork):
     """``width``: channels (published 64); ``n_blocks``: FEBs (12); ``group``: groups of the up-sampler's
     convolutions (4)."""
 
@@ -136,7 +136,7 @@ class FENet(MapNetwork):
     n_blocks: int = 12
     group: int = 4
 
-    def forward(self, z, q, operator):
+    def forward(self, z):
         x = z[..., None]
         skip = blocks.bicubic_upsample(x, self.c)
         feat = WNConv(self.width, 1, 3, name="entry_1")(x)

@@ -38,7 +38,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from csist_jax.models.baselines import blocks
-from csist_jax.models.layers import MapNetwork
+from csist_jax.models.layers import SuperResolutionNetwork
 
 #: weights of the toolkit's energy and sparsity terms (``FOCUS_det.py``); the regression term has weight 1
 ENERGY_WEIGHT = 0.1
@@ -66,7 +66,7 @@ class ISGU(nn.Module):
         return intensity * mask, intensity, mask
 
 
-class FOCUS(MapNetwork):
+class FOCUS(SuperResolutionNetwork):
     """``features1``, ``features2``: the widths of each ISGU's two feature convolutions (published 64 and
     32); ``kernel1``: the first convolution's kernel size (published 5)."""
 
@@ -81,7 +81,7 @@ class FOCUS(MapNetwork):
         """The toolkit's loss (:func:`focus_loss`), this network's training loss (its ``objective``)."""
         return focus_loss(out, aux, labels)
 
-    def forward(self, z, q, operator):
+    def forward(self, z):
         widths = dict(features1=self.features1, features2=self.features2, kernel1=self.kernel1)
         coarse, intensity1, mask1 = ISGU(self.c, **widths, name="stage1")(z[..., None])
         act = blocks.PReLU(name="prelu")(coarse)

@@ -62,7 +62,7 @@ import jax
 import jax.numpy as jnp
 
 from csist_jax.models.baselines import blocks
-from csist_jax.models.layers import MapNetwork
+from csist_jax.models.layers import SuperResolutionNetwork
 
 
 def _kaiming(scale: float):
@@ -101,14 +101,14 @@ class ResidualBlockNoBN(nn.Module):
         return x + conv(self.features, name="conv2")(y)
 
 
-class SRGANGenerator(MapNetwork):
+class SRGANGenerator(SuperResolutionNetwork):
     """MMagic's ``MSRResNet`` (the SRGAN generator of the toolkit). ``mid_channels``: channels (64);
     ``num_blocks``: residual blocks (16)."""
 
     mid_channels: int = 64
     num_blocks: int = 16
 
-    def forward(self, z, q, operator):
+    def forward(self, z):
         f = self.mid_channels
         x = z[..., None]
         y = nn.leaky_relu(conv(f, name="conv_first")(x), 0.1)
@@ -151,14 +151,14 @@ class RRDB(nn.Module):
         return x + 0.2 * y
 
 
-class _RRDBNet(MapNetwork):
+class _RRDBNet(SuperResolutionNetwork):
     """MMagic's ``RRDBNet`` (see the module docstring for the up-sampling at c = 3)."""
 
     mid_channels: int = 64
     num_blocks: int = 23
     growth_channels: int = 32
 
-    def forward(self, z, q, operator):
+    def forward(self, z):
         f = self.mid_channels
         feat = conv(f, name="conv_first")(z[..., None])
         y = feat

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 
 from csist_jax.models.baselines import blocks
 from csist_jax.models.baselines.dbpn import PRELU_INIT, deconv, geometry
-from csist_jax.models.layers import MapNetwork
+from csist_jax.models.layers import SuperResolutionNetwork
 
 
 class ConvPReLU(nn.Module):
@@ -98,7 +98,7 @@ class GFMRDB(nn.Module):
         return feats[-self.num_reroute_feats :]
 
 
-class GMFN(MapNetwork):
+class GMFN(SuperResolutionNetwork):
     """``num_features`` F (toolkit 32), ``num_steps`` (4) feedback steps (the last one's map is
     returned), ``num_blocks`` (8) residual dense blocks per step, ``num_reroute_feats`` (8) block
     outputs fed back, ``num_refine_feats`` (16: every block) blocks refined by them."""
@@ -109,7 +109,7 @@ class GMFN(MapNetwork):
     num_reroute_feats: int = 8
     num_refine_feats: int = 16
 
-    def forward(self, z, q, operator):
+    def forward(self, z):
         f, c = self.num_features, self.c
         k, s, p = geometry(c)
         x = z[..., None]

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 
 from csist_jax.models.baselines import blocks
 from csist_jax.models.baselines.rcan import ResidualGroup
-from csist_jax.models.layers import MapNetwork, torch_default_bias, torch_default_kernel
+from csist_jax.models.layers import SuperResolutionNetwork, torch_default_bias, torch_default_kernel
 
 
 class LayerAttention(nn.Module):
@@ -74,7 +74,7 @@ class ChannelSpatialAttention(nn.Module):
         return x * (gamma * att) + x
 
 
-class HAN(MapNetwork):
+class HAN(SuperResolutionNetwork):
     """``n_resgroups`` groups of ``n_resblocks`` RCABs with ``n_feats`` channels (toolkit 10, 20, 128),
     channel-attention ``reduction`` (16), ``kernel_size`` (3)."""
 
@@ -84,7 +84,7 @@ class HAN(MapNetwork):
     kernel_size: int = 3
     reduction: int = 16
 
-    def forward(self, z, q, operator):
+    def forward(self, z):
         f, k = self.n_feats, self.kernel_size
         x = blocks.conv(f, 1, k, name="head")(z[..., None])
         res = x

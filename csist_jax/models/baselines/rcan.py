@@ -21,7 +21,7 @@ from __future__ import annotations
 import flax.linen as nn
 
 from csist_jax.models.baselines import blocks
-from csist_jax.models.layers import MapNetwork
+from csist_jax.models.layers import SuperResolutionNetwork
 
 
 class RCAB(nn.Module):
@@ -57,7 +57,7 @@ class ResidualGroup(nn.Module):
         return x + y
 
 
-class RCAN(MapNetwork):
+class RCAN(SuperResolutionNetwork):
     """``n_resgroups`` groups of ``n_resblocks`` RCABs with ``n_feats`` channels (toolkit 5, 10, 32),
     channel-attention ``reduction`` (8), ``kernel_size`` (3)."""
 
@@ -67,7 +67,7 @@ class RCAN(MapNetwork):
     kernel_size: int = 3
     reduction: int = 8
 
-    def forward(self, z, q, operator):
+    def forward(self, z):
         f, k = self.n_feats, self.kernel_size
         x = blocks.conv(f, 1, k, name="head")(z[..., None])
         res = x

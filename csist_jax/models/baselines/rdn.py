@@ -27,7 +27,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from csist_jax.models.baselines import blocks
-from csist_jax.models.layers import MapNetwork
+from csist_jax.models.layers import SuperResolutionNetwork
 
 
 class RDB(nn.Module):
@@ -49,7 +49,7 @@ class RDB(nn.Module):
         return x + blocks.conv(self.features, width, 1, name="fusion")(y)
 
 
-class RDN(MapNetwork):
+class RDN(SuperResolutionNetwork):
     """``n_feats`` = G0 (toolkit 64), ``growth`` = G (64), ``n_blocks`` = D (16) residual dense blocks
     of ``n_layers`` = C (8) layers."""
 
@@ -58,7 +58,7 @@ class RDN(MapNetwork):
     n_blocks: int = 16
     n_layers: int = 8
 
-    def forward(self, z, q, operator):
+    def forward(self, z):
         g0 = self.n_feats
         f1 = blocks.conv(g0, 1, 3, name="sfe1")(z[..., None])
         x = blocks.conv(g0, g0, 3, name="sfe2")(f1)

@@ -48,7 +48,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from csist_jax.models.baselines import blocks
-from csist_jax.models.layers import MapNetwork
+from csist_jax.models.layers import SuperResolutionNetwork
 
 
 def covariance(x):
@@ -162,7 +162,7 @@ class LSRAG(nn.Module):
         return x + blocks.conv(f, f, k, name="conv")(y)
 
 
-class SAN(MapNetwork):
+class SAN(SuperResolutionNetwork):
     """``n_resgroups`` LSRAGs of ``n_resblocks`` residual blocks with ``n_feats`` channels (toolkit 10, 5,
     64), SOCA ``reduction`` (16) and Newton-Schulz ``ns_iters`` (5), non-local inner width ``n_feats //
     nl_reduction`` (8), ``kernel_size`` (3)."""
@@ -175,7 +175,7 @@ class SAN(MapNetwork):
     nl_reduction: int = 8
     ns_iters: int = 5
 
-    def forward(self, z, q, operator):
+    def forward(self, z):
         f, k = self.n_feats, self.kernel_size
         x = blocks.conv(f, 1, k, name="head")(z[..., None])
         non_local = RegionNonLocal(f, max(f // self.nl_reduction, 1), name="non_local")

@@ -9,16 +9,16 @@ from __future__ import annotations
 import flax.linen as nn
 
 from csist_jax.models.baselines import blocks
-from csist_jax.models.layers import MapNetwork
+from csist_jax.models.layers import SuperResolutionNetwork
 
 
-class SRCNN(MapNetwork):
+class SRCNN(SuperResolutionNetwork):
     """``width1``, ``width2``: the two hidden widths (published 64 and 32)."""
 
     width1: int = 64
     width2: int = 32
 
-    def forward(self, z, q, operator):
+    def forward(self, z):
         x = blocks.bicubic_upsample(z[..., None], self.c)
         x = nn.relu(blocks.conv(self.width1, 1, 3, name="conv1")(x))
         x = nn.relu(blocks.conv(self.width2, self.width1, 3, name="conv2")(x))

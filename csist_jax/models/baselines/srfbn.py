@@ -44,7 +44,7 @@ import jax.numpy as jnp
 
 from csist_jax.models.baselines import blocks
 from csist_jax.models.baselines.dbpn import PRELU_INIT, deconv, down_conv, geometry
-from csist_jax.models.layers import MapNetwork
+from csist_jax.models.layers import SuperResolutionNetwork
 
 
 def _conv_act(features: int, in_features: int, size: int, name: str):
@@ -83,7 +83,7 @@ class FeedbackBlock(nn.Module):
         return _conv_act(f, g * f, 1, "compress_out")(jnp.concatenate(lr[1:], axis=-1))
 
 
-class SRFBN(MapNetwork):
+class SRFBN(SuperResolutionNetwork):
     """``num_features`` F (toolkit 32), ``num_groups`` (3) projection groups, ``num_steps`` (1) feedback
     iterations (the last one's map is returned), ``input_shift`` / ``output_shift``: the toolkit's
     frozen grey mean shifts (subtract 127.5 before, add -255 after)."""
@@ -94,7 +94,7 @@ class SRFBN(MapNetwork):
     input_shift: float = 127.5
     output_shift: float = -255.0
 
-    def forward(self, z, q, operator):
+    def forward(self, z):
         f = self.num_features
         k, s, p = geometry(self.c)
         x = z[..., None] - self.input_shift

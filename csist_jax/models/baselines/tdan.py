@@ -43,10 +43,10 @@ Differences from the toolkit (documented, not reproduced):
 - The window length ``T`` is the input's (any odd ``T >= 3``; the toolkit hard-codes 5).
 
 Interface as :class:`csist_jax.models.DeRefNet`: ``apply(variables, windows [n, T, 11, 11],
-centre_index [n], return_aux=False, *, operator=None, q=None)``; the fields ``c, size, sigma, q_init,
-batch_exact, n_frames``, an :meth:`TDAN.operator` and a ``"constants"`` ``q_init`` variable exist for the
-training route and checkpoints; the network reads neither ``Q`` nor ``Phi`` nor the frame indices.
-Training objective: :func:`tdan_loss`.
+centre_index [n], return_aux=False)``. The network reads neither ``Q`` nor ``Phi`` nor the frame indices
+(``USES_PHYSICS = False``, as the single-frame super-resolution baselines): it holds no ``Q`` (no
+``"constants"`` collection), training fits none, and a ``q`` or ``operator`` given to ``apply`` is a
+``TypeError``. Training objective: :func:`tdan_loss`.
 """
 
 from __future__ import annotations
@@ -149,6 +149,7 @@ class TDAN(layers.WindowNetwork):
     """
 
     MIN_FRAMES = 3
+    USES_PHYSICS = False  # a super-resolution network: no Q, no operator (layers.SuperResolutionNetwork)
     n_frames: int = 20
     channels: int = 32
     blocks_before: int = 5
@@ -162,7 +163,7 @@ class TDAN(layers.WindowNetwork):
         """The toolkit's loss (:func:`tdan_loss`), this network's training loss (its ``objective``)."""
         return tdan_loss(out, aux, labels)
 
-    def forward_windows(self, z, centre_index, q, op):
+    def forward_windows(self, z, centre_index):
         if self.channels % self.deform_groups:
             raise ValueError(
                 f"channels={self.channels} must be a multiple of deform_groups={self.deform_groups}"
