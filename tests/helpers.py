@@ -3,9 +3,14 @@ on the rest of its batch."""
 
 from __future__ import annotations
 
+import os
+
 import jax
 import numpy as np
 import optax
+
+#: the repository root (tests read the docs, run the checkpoints and start subprocesses from it)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: batch independence tolerance: max |alone - in batch| <= BATCH_RTOL * max |output| per sample
 BATCH_RTOL = 1e-5

@@ -27,8 +27,9 @@ from csist_jax.cli import chunks, inputs, overlay
 from csist_jax.cli import unmix as command
 from csist_jax.data import io
 from csist_jax.physics import psf
+from tests import helpers
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = helpers.ROOT
 N_CROPS = 16
 FRAME_SHAPE = (32, 48)
 #: the CSV's decimals, as tolerances: x, y, brightness, score, position_std

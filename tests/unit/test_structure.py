@@ -12,8 +12,9 @@ import pytest
 
 from csist_jax import models
 from csist_jax.models import kinds
+from tests import helpers
 
-PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "csist_jax"
+PACKAGE = pathlib.Path(helpers.ROOT) / "csist_jax"
 #: the layers, bottom (0) to top; a package imports only from lower ranks (``_checks`` and ``_cli`` are
 #: helpers below every layer; ``_cli`` reaches the training errors through ``sys.modules``, no import)
 RANKS = {

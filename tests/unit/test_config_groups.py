@@ -26,8 +26,9 @@ from csist_jax import models
 from csist_jax.models import baselines
 from csist_jax.train import config as config_lib
 from csist_jax.train import workdir as workdir_lib
+from tests import helpers
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = helpers.ROOT
 
 OLD_DEFAULT = {
     "batch_size": 64,

@@ -18,9 +18,10 @@ import pytest
 
 from csist_jax import models, train
 from csist_jax.train import device_data, loop
+from tests import helpers
 from tests.helpers import tiny_config
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = helpers.ROOT
 
 
 def _steps(workdir):

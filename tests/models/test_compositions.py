@@ -13,8 +13,9 @@ import optax
 import pytest
 
 from csist_jax import models, physics
+from tests import helpers
 
-CHECKPOINT = Path(__file__).resolve().parents[1] / "experiments" / "checkpoints" / "ista_net_plus_c3_cpu"
+CHECKPOINT = Path(helpers.ROOT) / "experiments" / "checkpoints" / "ista_net_plus_c3_cpu"
 
 
 @pytest.fixture(scope="module")

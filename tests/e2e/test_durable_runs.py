@@ -18,6 +18,7 @@ import pytest
 from csist_jax import train
 from csist_jax.train import config as config_lib
 from csist_jax.train import workdir as workdir_lib
+from tests import helpers
 from tests.helpers import tiny_config
 
 
@@ -348,34 +349,24 @@ def test_a_misspelt_field_in_a_config_file_is_named(tmp_path):
         config_lib.resolve(module.get_config())
 
 
+#: the killed process: the test's tiny run, 6 epochs, a checkpoint every 2 steps
 _KILLED_WORKER = """
 import sys
+from tests.helpers import tiny_config
 from csist_jax import train
-cfg = train.default_config()
-cfg.model.name = "ista_net"
-cfg.model.stages = 1
-cfg.model.channels = 4
-cfg.data.train_size = 64
-cfg.data.val_size = 64
-cfg.optim.batch_size = 16
-cfg.optim.num_epochs = 6
-cfg.optim.learning_rate = 1e-3
-cfg.log_every_steps = 2
-cfg.checkpoint_every_steps = 2
-cfg.eval.batch_size = 32
-cfg.progress = False
-train.train_and_evaluate(cfg, sys.argv[1])
+train.train_and_evaluate(tiny_config(optim={"num_epochs": 6}, checkpoint_every_steps=2), sys.argv[1])
 """
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_run(tmp_path):
     """SIGKILL a training process at random moments (three times), resume after each, and end with the
-    parameters of an uninterrupted run, bit for bit; the killed runs' locks are taken over."""
+    parameters of an uninterrupted run, bit for bit; the killed runs' locks are taken over.
+
+    Each process lives about 10-20 s (start-up, compilation, 24 steps); the kills come 2-9 s after its
+    start, in the start-up, the compilation or the steps. A process that ends first is not waited for."""
     import random
     import signal
-    import subprocess
-    import sys
-    import time
     import warnings
 
     import jax
@@ -386,13 +377,13 @@ def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_run(tmp_pa
     )
     workdir = tmp_path / "killed"
     rng = random.Random(0)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     for _ in range(3):
-        proc = subprocess.Popen([sys.executable, "-c", _KILLED_WORKER, str(workdir)], cwd=root)
-        time.sleep(rng.uniform(8.0, 25.0))  # somewhere in start-up, compilation or the steps
-        if proc.poll() is None:
+        proc = subprocess.Popen([sys.executable, "-c", _KILLED_WORKER, str(workdir)], cwd=helpers.ROOT)
+        try:
+            proc.wait(timeout=rng.uniform(2.0, 9.0))  # returns early if the run ends first
+        except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=60)
+            proc.wait(timeout=60)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a lock left by the killed process is reported and taken over
         resumed = train.train_and_evaluate(

@@ -18,8 +18,9 @@ from csist_jax import models, train
 from csist_jax.data import seqcsist
 from csist_jax.train import config as config_lib
 from csist_jax.train import device_data, loop
+from tests import helpers
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = helpers.ROOT
 
 
 def tiny_derefnet(**overrides):

@@ -14,10 +14,11 @@ import sys
 import numpy as np
 import pytest
 
-from tests import multihost_worker
+from tests import helpers
+from tests.e2e import multihost_worker
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WORKER = os.path.join(ROOT, "tests", "multihost_worker.py")
+ROOT = helpers.ROOT
+WORKER = os.path.join(ROOT, "tests", "e2e", "multihost_worker.py")
 #: seconds one two-process launch may take (about 30 s on an idle 2-core machine)
 LAUNCH_TIMEOUT_S = 420
 

@@ -20,8 +20,9 @@ import pytest
 
 from csist_jax import _cli
 from csist_jax.data import csist100k, io, pipeline
+from tests import helpers
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = helpers.ROOT
 
 
 @pytest.fixture(scope="module")

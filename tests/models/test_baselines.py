@@ -16,6 +16,7 @@ from csist_jax import models, physics
 from csist_jax.data import csist100k
 from csist_jax.models import baselines
 from csist_jax.train import losses
+from tests import helpers
 from tests.helpers import assert_adam_step_lowers, assert_batch_independent
 
 
@@ -102,7 +103,7 @@ def test_the_adding_a_method_guide_runs_as_written(monkeypatch):
     import sys
     import types
 
-    page = pathlib.Path(__file__).resolve().parent.parent / "docs" / "adding_a_method.md"
+    page = pathlib.Path(helpers.ROOT) / "docs" / "adding_a_method.md"
     blocks = re.findall(r"^```python\n(.*?)^```", page.read_text(), flags=re.S | re.M)
     assert len(blocks) >= 2
     page_module = types.ModuleType("adding_a_method_docs")  # dataclasses look their module up

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pathlib
 import re
 
-API_PAGE = pathlib.Path(__file__).resolve().parent.parent / "docs" / "api.md"
+from tests import helpers
+
+API_PAGE = pathlib.Path(helpers.ROOT) / "docs" / "api.md"
 
 
 def _blocks(text: str) -> list[str]:

@@ -17,7 +17,9 @@ import sys
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
+from tests import helpers
+
+REPO = pathlib.Path(helpers.ROOT)
 DOC_FILES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 SHELL_FENCES = {"bash", "sh", "shell", "console"}
 HELP_TIMEOUT_S = 120

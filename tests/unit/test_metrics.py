@@ -27,7 +27,7 @@ from csist_jax.metrics import (
     ssim,
 )
 from csist_jax.physics import hr_label
-from tests import cso_map_reference as reference
+from tests.unit import cso_map_reference as reference
 
 KEYS = ("mAP", "AP05", "AP10", "AP15", "AP20", "AP25")
 TOL = 1e-6  # CSO-mAP against the float64 reference: float32 precisions, float64 sum

@@ -1,11 +1,11 @@
 """One process of a two-process ``jax.distributed`` training run on this machine's CPUs (test_multihost.py).
 
-    python tests/multihost_worker.py PROCESS_ID PORT WORKDIR NUM_EPOCHS OUT.npz
+    python tests/e2e/multihost_worker.py PROCESS_ID PORT WORKDIR NUM_EPOCHS OUT.npz
 
 joins the job at ``localhost:PORT`` (2 processes, 1 CPU device each; cross-process collectives over
-Gloo, JAX's CPU default), runs :func:`csist_jax.train.train_and_evaluate` on :func:`tiny_config` in the
-shared ``WORKDIR`` and writes the final parameters, the step and the number of steps this call trained
-to ``OUT.npz``. Without arguments (process count 1) it is the single-process reference.
+Gloo, JAX's CPU default), runs :func:`csist_jax.train.train_and_evaluate` on the suite's tiny run
+(``tests.helpers.tiny_config``) in the shared ``WORKDIR`` and writes the final parameters, the step and
+the number of steps this call trained to ``OUT.npz``. Without arguments (process count 1) it is the single-process reference.
 """
 
 from __future__ import annotations
@@ -15,26 +15,15 @@ import sys
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def tiny_config(num_epochs: int = 2):
-    """tests/test_train.py's tiny run: ISTA-Net, 1 stage of 4 channels, 64 frames, batch 16."""
-    from csist_jax import train
+    """The suite's tiny run (``tests.helpers.tiny_config``: ISTA-Net, 1 stage of 4 channels, 64 frames,
+    batch 16) for ``num_epochs``."""
+    from tests.helpers import tiny_config
 
-    cfg = train.default_config()
-    cfg.model.name = "ista_net"
-    cfg.model.stages = 1
-    cfg.model.channels = 4
-    cfg.data.train_size = 64
-    cfg.data.val_size = 64
-    cfg.optim.batch_size = 16
-    cfg.optim.num_epochs = num_epochs
-    cfg.optim.learning_rate = 1e-3
-    cfg.log_every_steps = 2
-    cfg.eval.batch_size = 32
-    cfg.progress = False
-    return cfg
+    return tiny_config(optim={"num_epochs": num_epochs})
 
 
 def run(workdir: str, num_epochs: int, out: str) -> None:

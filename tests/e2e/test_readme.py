@@ -8,7 +8,9 @@ import re
 
 import numpy as np
 
-README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+from tests import helpers
+
+README = pathlib.Path(helpers.ROOT) / "README.md"
 #: (pattern, replacement): the README's sizes, made tiny
 TINY = [(r"\bn=(100|1000)\b", "n=8"), (r"\bn=4\b", "n=1"), (r"iterations=500", "iterations=5")]
 
