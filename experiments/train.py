@@ -105,7 +105,7 @@ def run(argv: list[str]) -> None:
 if __name__ == "__main__":
     if any(arg in ("--help", "-?", "--helpshort") for arg in sys.argv[1:]):
         # absl prints the usage and exits with status 1 on --help; print the same and exit 0, like
-        # every other entry point of the project (tests/test_docs_commands.py runs each --help).
+        # every other entry point of the project (tests/e2e/test_docs_commands.py runs each --help).
         app.usage(shorthelp=True, writeto_stdout=True)
         raise SystemExit(0)
     from csist_jax._cli import run_main

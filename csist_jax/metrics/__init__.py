@@ -1,6 +1,7 @@
 """Evaluation: CSO-mAP (the exact published protocol, jitted), localisation error, count accuracy,
 PSNR / SSIM of HR maps, and the scores of whole sensor frames (``frame_scores``: CSO-mAP in frame
-coordinates and the recall of target groups). ``match_detections`` is the per-image CSO-mAP matcher (pure, jittable)."""
+coordinates and the recall of target groups). ``match_detections`` is the per-image CSO-mAP matcher
+(pure, jittable)."""
 
 from csist_jax.metrics.cso_map import (
     DEFAULT_DELTAS,

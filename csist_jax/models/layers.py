@@ -7,8 +7,8 @@ Every single-frame network is the ISTA iteration of :mod:`csist_jax.solvers` wit
 
 run by :func:`unroll`: a Python loop over the stages (XLA sees the whole unrolled graph; a rolled
 ``lax.scan`` makes the backward pass several times slower on CPU). With ``P_k`` the analytic proximal map
-and ``lam_k = 1 / ||Phi||^2`` nothing is trained and the loop is analytic ISTA (``tests/test_models.py``
-checks this against :func:`csist_jax.solvers.ista`).
+and ``lam_k = 1 / ||Phi||^2`` nothing is trained and the loop is analytic ISTA
+(``tests/models/test_models.py`` checks this against :func:`csist_jax.solvers.ista`).
 
 The common frames of the HR-map networks live here too: :class:`MapNetwork` (frames),
 :class:`WindowNetwork` (windows), :class:`UnfoldingNetwork` (the loop above) and
@@ -574,7 +574,7 @@ class UnfoldingNetwork(MapNetwork):
 
     Every product is batched: one program for the whole batch, no loop over samples. A sample's output
     does not depend on the other samples of its batch up to float rounding (XLA picks kernels by
-    operand shape; tested at 1e-5 of the map's scale on every backend, ``tests/test_models.py``).
+    operand shape; tested at 1e-5 of the map's scale on every backend, ``tests/models/test_models.py``).
     ``batch_exact=True`` (off by default) runs the products that contract within a sample one sample at
     a time instead (:func:`per_sample`, :class:`csist_jax.physics.PerSampleOperator`): bit-identical
     outputs alone and in any batch on XLA:CPU, at the cost of serialising the batch (several times

@@ -24,7 +24,7 @@ The estimator:
 A frame whose background is exactly 0 everywhere (no read noise) gives the lower end of the grid, reported
 as 0. The estimate is a property of the sensor: pass frames of one sensor setting together (``unmix``
 estimates once per call); ``per_frame=True`` gives one estimate per frame (from its ~72-100 pixels: a
-few percent noisier). ``tests/test_noise.py`` checks it within 10 % of the true std at 1..5.
+few percent noisier). ``tests/unit/test_noise.py`` checks it within 10 % of the true std at 1..5.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@
 joins the job at ``localhost:PORT`` (2 processes, 1 CPU device each; cross-process collectives over
 Gloo, JAX's CPU default), runs :func:`csist_jax.train.train_and_evaluate` on the suite's tiny run
 (``tests.helpers.tiny_config``) in the shared ``WORKDIR`` and writes the final parameters, the step and
-the number of steps this call trained to ``OUT.npz``. Without arguments (process count 1) it is the single-process reference.
+the number of steps this call trained to ``OUT.npz``. Without arguments (process count 1) it is the
+single-process reference.
 """
 
 from __future__ import annotations

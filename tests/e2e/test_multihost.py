@@ -1,5 +1,5 @@
 """Multi-host data parallel training (issue 23, item 6): two ``jax.distributed`` processes on this machine's
-CPU (one device each, collectives over Gloo) train the tiny run of tests/test_train.py into one shared
+CPU (one device each, collectives over Gloo) train the tiny run of tests/e2e/test_train.py into one shared
 workdir and end where a single process does (within float32 rounding); the checkpoints and logs are
 written once, and a second two-process launch on the workdir resumes and lengthens the run."""
 

@@ -116,7 +116,7 @@ def test_window_frames_is_the_published_windowing():
 
 
 def _experiment_configs():
-    """Every ``file:variant`` of ``experiments/configs`` (the zoo's: tests/test_config_groups.py)."""
+    """Every ``file:variant`` of ``experiments/configs`` (the zoo's: tests/unit/test_config_groups.py)."""
     from experiments.configs import cpu, published, seqcsist
 
     names = [f"cpu:{v}" for v in cpu.VARIANTS] + [f"seqcsist:{v}" for v in seqcsist.VARIANTS]

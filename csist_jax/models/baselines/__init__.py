@@ -13,7 +13,7 @@ The registry below maps a name of ``csist_jax.models.create`` to ``(module, clas
 imported on first use (several of these modules are large). Adding a method: a module here with its
 class, ``SMALL`` and ``PARAMS_C3``; a line in :data:`ZOO` (its entry in ``csist_jax.models.REGISTRY``
 follows from it); its published parameter counts in :data:`PUBLISHED_PARAMS`;
-the shared tests (``tests/test_baselines.py``) then cover it (docs/adding_a_method.md).
+the shared tests (``tests/models/test_baselines.py``) then cover it (docs/adding_a_method.md).
 """
 
 from __future__ import annotations

@@ -86,7 +86,7 @@ class EdgeConv(nn.Module):
     ``template[i, j] * k0 * scale`` plus ``bias`` (``b0`` has no effect, as in the toolkit, where its
     gradient is 0 too; it is kept so the parameters match the toolkit's). Returns that kernel
     ``[3, 3, in, features]`` and ``bias``, for :class:`CoreModule` to run the three edge convolutions
-    as one conv. ``tests/test_baselines.py`` checks the fold against the toolkit's form in float64.
+    as one conv. ``tests/models/test_baselines.py`` checks the fold against the toolkit's form in float64.
     """
 
     features: int
