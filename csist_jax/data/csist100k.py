@@ -201,7 +201,9 @@ def generate(
     )
     protocol = (("size", size), ("cluster_range", tuple(int(v) for v in cluster_range))) + blob
     out = {"image": [], "targets": [], "count": [], "clean": []}
-    chunk = min(_CHUNK, max(n, 1))
+    # one compiled shape for many sizes: the next power of two, at least 64, at most _CHUNK (each
+    # sample depends on its index alone, so the extra ones are dropped and nothing else changes)
+    chunk = min(_CHUNK, max(64, 1 << (max(n, 1) - 1).bit_length()))
     show = progress if progress is not None else n > 4 * _CHUNK
     for lo in tqdm(range(0, n, chunk), desc="csist100k", unit="chunk", disable=not show):
         idx = np.arange(start + lo, start + lo + chunk, dtype=np.int64)

@@ -238,7 +238,9 @@ def generate(
     if return_clean:
         shapes["clean"] = ((n_frames, size, size), np.float32)
     parts = {name: [] for name in shapes}
-    chunk = min(_CHUNK, max(n, 1))
+    # one compiled shape for many sizes: the next power of two, at least 4, at most _CHUNK (each
+    # sample depends on its index alone, so the extra ones are dropped and nothing else changes)
+    chunk = min(_CHUNK, max(4, 1 << (max(n, 1) - 1).bit_length()))
     show = progress if progress is not None else n > 4 * _CHUNK
     for lo in tqdm(range(0, n, chunk), desc="seqcsist", unit="chunk", disable=not show):
         idx = np.arange(start + lo, start + lo + chunk, dtype=np.int64)
