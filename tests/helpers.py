@@ -1,16 +1,36 @@
-"""Checks shared by the model tests: one Adam step lowers a loss, and a sample's output does not depend
-on the rest of its batch."""
+"""What the tests share besides the fixtures of conftest.py: the repository root, the tiny training run,
+a fast-compiling ``init``, and the model checks (one Adam step lowers a loss; a sample's output does not
+depend on the rest of its batch)."""
 
 from __future__ import annotations
 
 import os
 
 import jax
+import jax.extend.random
+import jax.numpy as jnp
 import numpy as np
 import optax
+from jax import lax
 
 #: the repository root (tests read the docs, run the checkpoints and start subprocesses from it)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def subprocess_env(**extra) -> dict:
+    """The environment for a Python subprocess of a test: this process's, with the repository on
+    ``PYTHONPATH``, ``JAX_PLATFORMS=cpu``, no device count of the suite's own, and the suite's XLA flags
+    kept (its optimisation level: conftest.py), so the child compiles what its parent would; ``extra``
+    set on top (``XLA_FLAGS`` given there is added to the suite's)."""
+    env = {k: v for k, v in os.environ.items() if k != "JAX_NUM_CPU_DEVICES"}
+    flags = [f for f in env.get("XLA_FLAGS", "").split() if "device_count" not in f]
+    flags += extra.pop("XLA_FLAGS", "").split()
+    env["XLA_FLAGS"] = " ".join(flags)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env["JAX_PLATFORMS"] = "cpu"
+    env.update(extra)
+    return env
+
 
 #: batch independence tolerance: max |alone - in batch| <= BATCH_RTOL * max |output| per sample
 BATCH_RTOL = 1e-5
@@ -81,3 +101,160 @@ def tiny_config(**overrides):
     cfg.progress = False
     cfg.update(overrides)
     return cfg
+
+
+# ---------------------------------------------------------------------------------------------- init
+# XLA:CPU spends most of a network's ``jax.jit(module.init)`` compile on the PRNG: threefry's 20 rounds,
+# expanded once for every parameter array (about 60,000 HLO instructions for a 140-array baseline). The
+# tests need parameters drawn by the module's own initialisers, not threefry's particular values, so
+# ``init`` feeds the initialisers from a hash of a few instructions (murmur3's 32-bit finaliser over the
+# element index and the key): the same distributions, other values, a compile 2-3x shorter.
+
+
+def _mix(x):
+    x = x ^ (x >> 16)
+    x = x * jnp.uint32(0x85EBCA6B)
+    x = x ^ (x >> 13)
+    x = x * jnp.uint32(0xC2B2AE35)
+    return x ^ (x >> 16)
+
+
+def _bits(key, bit_width, shape):
+    index = lax.iota(jnp.uint32, max(int(np.prod(shape)), 1))
+    x = _mix(_mix(index ^ key[0]) + key[1])
+    if bit_width == 64:
+        x = x.astype(jnp.uint64) << 32 | _mix(x ^ key[1]).astype(jnp.uint64)
+    return x.astype(jnp.dtype(f"uint{bit_width}"))[: int(np.prod(shape))].reshape(shape)
+
+
+def _split(key, shape):
+    index = lax.iota(jnp.uint32, max(int(np.prod(shape)), 1))
+    a = _mix(key[0] + index * jnp.uint32(0x9E3779B9) + key[1])
+    b = _mix(a ^ (key[1] + jnp.uint32(0x632BE5AB)))
+    return jnp.stack([a, b], -1)[: int(np.prod(shape))].reshape(*shape, 2)
+
+
+FAST_PRNG = jax.extend.random.define_prng_impl(
+    key_shape=(2,),
+    seed=lambda s: _split(jnp.stack([_mix(jnp.asarray(s).astype(jnp.uint32)), jnp.uint32(0x7F4A7C15)]), ()),
+    split=_split,
+    random_bits=_bits,
+    fold_in=lambda key, d: jnp.stack([_mix(key[0] ^ _mix(jnp.asarray(d).astype(jnp.uint32))), key[1]]),
+    name="tests.helpers.FAST_PRNG",
+)
+
+
+def init(module, *inputs, seed: int = 0):
+    """``module.init`` compiled, its initialisers fed by :data:`FAST_PRNG` (the note above): the variables
+    of a network whose initial values the test does not compare with the default PRNG's."""
+    return jax.jit(module.init)(jax.random.key(seed, impl=FAST_PRNG), *inputs)
+
+
+# ---------------------------------------------------------------------------------------------- commands
+# ``python -m <module> ...`` costs a Python and JAX start-up (2-3 s on 2 cores) before the command runs.
+# ``run_module`` runs it the way ``python -m`` does (``runpy.run_module`` as ``__main__``, ``sys.argv`` set,
+# in the given directory and environment), in a child forked from one server process per test process
+# that has imported the libraries already. The child is a process of its own: its exit code, its stdout
+# and stderr come back as ``subprocess.run`` gives them. Environment variables that JAX reads at import
+# (``XLA_FLAGS``, the compilation cache) are the server's (``JAX_PLATFORMS`` is passed on): use
+# ``subprocess`` where they must differ.
+
+
+def _serve() -> None:  # pragma: no cover - runs in the server process
+    """The server: preload, then one JSON request a line on stdin -> one JSON reply a line on stdout."""
+    import json
+    import runpy
+    import signal
+    import sys
+    import tempfile
+    import time
+
+    import csist_jax  # noqa: F401  the imports the entry points share, paid once
+    import csist_jax.models  # noqa: F401
+    import csist_jax.train  # noqa: F401
+
+    reply = os.fdopen(os.dup(1), "w")
+    for line in sys.stdin:
+        request = json.loads(line)
+        out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.dup2(os.open(os.devnull, os.O_RDONLY), 0)  # the requests stay the server's
+                os.dup2(out.fileno(), 1)
+                os.dup2(err.fileno(), 2)
+                os.chdir(request["cwd"])
+                os.environ.clear()
+                os.environ.update(request["env"])
+                if "JAX_PLATFORMS" in request["env"]:  # read at import: set it for this child
+                    jax.config.update("jax_platforms", request["env"]["JAX_PLATFORMS"])
+                sys.argv = list(request["argv"])
+                sys.path.insert(0, request["cwd"])
+                runpy.run_module(request["argv"][0], run_name="__main__", alter_sys=True)
+                code = 0
+            except SystemExit as exit:
+                code = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
+                if isinstance(exit.code, str):
+                    print(exit.code, file=sys.stderr)
+            except BaseException:
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        deadline = time.monotonic() + request["timeout"]
+        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if done[0] == 0:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            code = None
+        else:
+            code = os.waitstatus_to_exitcode(done[1])
+        texts = []
+        for f in (out, err):
+            f.seek(0)
+            texts.append(f.read().decode(errors="replace"))
+            f.close()
+        reply.write(json.dumps({"returncode": code, "stdout": texts[0], "stderr": texts[1]}) + "\n")
+        reply.flush()
+
+
+_server = None
+
+
+def run_module(argv, *, env=None, cwd=ROOT, timeout: float = 300):
+    """``subprocess.run([sys.executable, "-m", *argv], cwd=cwd, env=env, capture_output=True,
+    text=True, timeout=timeout)``, from a forked child of the preloaded server (the note above).
+    Raises ``subprocess.TimeoutExpired`` when the command runs over ``timeout`` seconds."""
+    import json
+    import subprocess
+    import sys
+
+    global _server
+    if _server is None or _server.poll() is not None:
+        server_env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        _server = subprocess.Popen(
+            [sys.executable, "-c", "from tests.helpers import _serve; _serve()"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            cwd=ROOT,
+            env=server_env,
+            text=True,
+        )
+    argv = [str(a) for a in argv]
+    request = {"argv": argv, "env": dict(os.environ if env is None else env), "cwd": str(cwd)}
+    _server.stdin.write(json.dumps({**request, "timeout": timeout}) + "\n")
+    _server.stdin.flush()
+    line = _server.stdout.readline()
+    if not line:
+        raise RuntimeError(f"the command server ended while running python -m {' '.join(argv)}")
+    done = json.loads(line)
+    if done["returncode"] is None:
+        raise subprocess.TimeoutExpired([sys.executable, "-m", *argv], timeout)
+    return subprocess.CompletedProcess(
+        [sys.executable, "-m", *argv], done["returncode"], done["stdout"], done["stderr"]
+    )

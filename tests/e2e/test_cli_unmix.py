@@ -278,15 +278,10 @@ def test_missing_input_and_empty_folder(tmp_path, capsys):
 
 
 def _subprocess(argv, env=None, timeout=240):
+    """``python -m csist_jax unmix ARGV --no-progress`` in a process of its own (``helpers.run_module``)."""
     env = {**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})}
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run(
-        [sys.executable, "-m", "csist_jax", "unmix", *map(str, argv), "--no-progress"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
+    return helpers.run_module(
+        ["csist_jax", "unmix", *argv, "--no-progress"], env=env, cwd=ROOT, timeout=timeout
     )
 
 
@@ -373,8 +368,7 @@ def test_two_processes_share_the_chunks_and_write_one_csv(tmp_path):
 
     out = tmp_path / "det.csv"
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
-    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=ROOT + os.pathsep + env.get("PYTHONPATH", ""))
+    env = helpers.subprocess_env()
     procs = [
         subprocess.Popen(
             [
@@ -467,9 +461,7 @@ def test_calibration_crops_from_large_frames_are_inside_and_apart():
 
 
 def test_module_and_console_script_list_the_command():
-    result = subprocess.run(
-        [sys.executable, "-m", "csist_jax", "--help"], capture_output=True, text=True, cwd=ROOT, timeout=60
-    )
+    result = helpers.run_module(["csist_jax", "--help"], cwd=ROOT, timeout=60)
     assert result.returncode == 0 and "unmix" in result.stdout
     script = shutil.which("csist-jax")
     if script is None:

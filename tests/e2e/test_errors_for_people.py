@@ -10,7 +10,6 @@ import glob
 import os
 import shutil
 import struct
-import subprocess
 import sys
 import types
 import zlib
@@ -269,9 +268,7 @@ def test_a_bug_keeps_its_traceback_and_a_good_run_its_result(monkeypatch):
 def _run(args, extra_env=None, timeout=300):
     env = {k: v for k, v in os.environ.items() if k != _cli.TRACEBACK_ENV}
     env.update(extra_env or {}, JAX_PLATFORMS="cpu")
-    return subprocess.run(
-        [sys.executable, "-m", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
-    )
+    return helpers.run_module(args, env=env, cwd=ROOT, timeout=timeout)  # python -m, forked (no start-up)
 
 
 def _assert_one_line(proc, prog: str, *words: str) -> None:

@@ -1,7 +1,7 @@
 """Multi-host data parallel training (issue 23, item 6): two ``jax.distributed`` processes on this machine's
-CPU (one device each, collectives over Gloo) train the tiny run of tests/e2e/test_train.py into one shared
-workdir and end where a single process does (within float32 rounding); the checkpoints and logs are
-written once, and a second two-process launch on the workdir resumes and lengthens the run."""
+CPU (one device each, collectives over Gloo) train the suite's tiny run (``tests.helpers.tiny_config``)
+into one shared workdir and end where a single process does (within float32 rounding); the checkpoints
+and logs are written once, and a second two-process launch on the workdir resumes and lengthens the run."""
 
 from __future__ import annotations
 
@@ -31,8 +31,7 @@ def _free_port() -> int:
 
 def _launch(workdir, num_epochs: int, out_dir) -> list[dict]:
     """Both processes of one job; each one's ``OUT.npz`` contents."""
-    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
-    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=ROOT + os.pathsep + env.get("PYTHONPATH", ""))
+    env = helpers.subprocess_env()
     port = _free_port()
     outs = [os.path.join(out_dir, f"process{i}-{num_epochs}.npz") for i in range(2)]
     procs = [

@@ -67,8 +67,8 @@ def test_pipeline_batches_from_tfds_equal_the_in_memory_ones(data_dir):
     assert batch["image"].shape == (32, 11, 11) and batch["label"].shape == (32, 55, 55)
 
 
-def test_official_download_imports_through_manual_dir(tmp_path):
-    data = csist100k.generate(0, 64)
+def test_official_download_imports_through_manual_dir(tmp_path, csist100k_64):
+    data = csist100k_64
     splits = {
         "train": data,
         "val": {k: v[:16] for k, v in data.items()},
@@ -110,7 +110,7 @@ def test_custom_config_is_named_after_its_sizes_and_seed(tmp_path):
         build.make_builder("csist100k", data_dir=tmp_path, split_sizes={"training": 5})
 
 
-def test_cli_builds_and_previews(data_dir, tmp_path, capsys):
+def test_cli_builds_and_previews(data_dir, tmp_path, capsys, csist100k_64):
     assert build.main(["build", "csist100k", "--config", "tiny", "--data-dir", str(data_dir)]) == 0
     assert "train" in capsys.readouterr().out
     out = tmp_path / "preview"
@@ -125,6 +125,6 @@ def test_cli_builds_and_previews(data_dir, tmp_path, capsys):
         )
         == 0
     )
-    np.testing.assert_array_equal(io.read_dir(export / "train")["image"], csist100k.generate(0, 64)["image"])
+    np.testing.assert_array_equal(io.read_dir(export / "train")["image"], csist100k_64["image"])
     with pytest.raises(SystemExit):
         build.main(["build", "csist100k", "--config", "tiny", "--train", "5", "--data-dir", str(data_dir)])

@@ -9,6 +9,7 @@ import pytest
 
 from csist_jax.models.derefnet import DeRefNet, deform_conv3
 from csist_jax.train.losses import derefnet_loss
+from tests import helpers
 
 
 def _plain_conv3(x, kernel):
@@ -41,22 +42,29 @@ def test_deform_conv_integer_offset_shifts_the_input():
 
 @pytest.fixture(scope="module")
 def small():
+    """A one-stage DeRefNet of 8 channels, three 3-frame windows and their centre indices; ``apply`` is
+    its compiled ``apply`` (one compile per batch size, shared by the tests)."""
     net = DeRefNet(c=1, stages=1, channels=8, residual_blocks=1)
     windows = jax.random.uniform(jax.random.PRNGKey(2), (3, 3, 11, 11)) * 255.0
     index = jnp.array([2, 9, 17])
-    variables = net.init(jax.random.PRNGKey(3), windows, index)
+    variables = helpers.init(net, windows, index, seed=3)
     return net, variables, windows, index
 
 
-def test_window_output_does_not_depend_on_its_batch(small):
+@pytest.fixture(scope="module")
+def apply(small):
+    return jax.jit(small[0].apply, static_argnames="return_aux")
+
+
+def test_window_output_does_not_depend_on_its_batch(small, apply):
     net, variables, windows, index = small
-    whole = net.apply(variables, windows, index)
+    whole = apply(variables, windows, index)
     for k in range(3):
-        alone = net.apply(variables, windows[k : k + 1], index[k : k + 1])
+        alone = apply(variables, windows[k : k + 1], index[k : k + 1])
         np.testing.assert_allclose(alone[0], whole[k], rtol=1e-5, atol=1e-4)
 
 
-def test_time_encoding_uses_the_true_frame_index(small):
+def test_time_encoding_uses_the_true_frame_index(small, apply):
     net, variables, windows, index = small
     # make the time encoding matter: a non-trivial linear map
     params = jax.tree_util.tree_map(lambda a: a, variables["params"])
@@ -64,15 +72,15 @@ def test_time_encoding_uses_the_true_frame_index(small):
         jax.random.PRNGKey(4), params["time_encoding"]["kernel"].shape
     )
     v = {**variables, "params": params}
-    a = net.apply(v, windows[:1], jnp.array([2]))
-    b = net.apply(v, windows[:1], jnp.array([12]))
+    a = apply(v, windows[:1], jnp.array([2]))
+    b = apply(v, windows[:1], jnp.array([12]))
     assert float(jnp.max(jnp.abs(a - b))) > 1e-3
     # the same window and index give the same output wherever it sits in the batch
-    swapped = net.apply(v, windows[::-1], index[::-1])
-    np.testing.assert_allclose(swapped[::-1], net.apply(v, windows, index), rtol=1e-5, atol=1e-4)
+    swapped = apply(v, windows[::-1], index[::-1])
+    np.testing.assert_allclose(swapped[::-1], apply(v, windows, index), rtol=1e-5, atol=1e-4)
 
 
-def test_gradients_reach_every_parameter_including_the_offsets(small):
+def test_gradients_reach_every_parameter_including_the_offsets(small, apply):
     net, variables, windows, index = small
     label = jnp.zeros((3, 11, 11)).at[:, 5, 5].set(230.0)
     # the offset convs start at zero (alignment starts as a plain conv), which blocks the gradient to the
@@ -84,10 +92,10 @@ def test_gradients_reach_every_parameter_including_the_offsets(small):
         params[name] = {**params[name], "offset": offset}
 
     def loss(params):
-        out, aux = net.apply({**variables, "params": params}, windows, index, return_aux=True)
+        out, aux = apply({**variables, "params": params}, windows, index, return_aux=True)
         return derefnet_loss(out, aux, label)[0]
 
-    grads = jax.grad(loss)(params)
+    grads = jax.jit(jax.grad(loss))(params)
     flat = jax.tree_util.tree_flatten_with_path(grads)[0]
     for path, g in flat:
         assert np.all(np.isfinite(g)), path
@@ -201,19 +209,15 @@ def test_frame_multiplicity_counts_each_frame_once_per_trajectory():
     assert counts.sum() == 16 * 5
 
 
-def test_alignment_target_is_the_centre_before_the_time_encoding():
-    # its own network: the module fixture's parameters are donated by the training-step test
-    net = DeRefNet(c=1, stages=1, channels=8, residual_blocks=1)
-    windows = jax.random.uniform(jax.random.PRNGKey(2), (3, 3, 11, 11)) * 255.0
-    index = jnp.array([2, 9, 17])
-    variables = net.init(jax.random.PRNGKey(3), windows, index)
-    _, aux = net.apply(variables, windows, index, return_aux=True)
+def test_alignment_target_is_the_centre_before_the_time_encoding(small, apply):
+    net, variables, windows, index = small
+    _, aux = apply(variables, windows, index, return_aux=True)
     params = dict(variables["params"])
     params["time_encoding"] = {
         **params["time_encoding"],
         "bias": params["time_encoding"]["bias"] + 1.0,
     }
-    _, moved = net.apply({**variables, "params": params}, windows, index, return_aux=True)
+    _, moved = apply({**variables, "params": params}, windows, index, return_aux=True)
     assert float(jnp.max(jnp.abs(moved["aligned"] - aux["aligned"]))) > 1e-4
     assert float(jnp.max(jnp.abs(moved["encoded_centre"] - aux["encoded_centre"]))) > 1e-4
     np.testing.assert_array_equal(moved["centre"], aux["centre"])
@@ -223,7 +227,7 @@ def test_alignment_target_is_the_centre_before_the_time_encoding():
 def test_deformable_kernels_start_as_mmcv_and_offsets_at_zero():
     net = DeRefNet(c=1, stages=1, channels=32, residual_blocks=1)
     windows = jnp.zeros((1, 3, 11, 11))
-    params = net.init(jax.random.PRNGKey(7), windows, jnp.array([5]))["params"]
+    params = helpers.init(net, windows, jnp.array([5]), seed=7)["params"]  # the initialisers' draws
     bound = np.sqrt(6.0 / (9 * 32))  # kaiming_uniform_(nonlinearity="relu"), fan_in = 9 x 32
     for name in ("align1", "align2"):
         kernel = np.asarray(params[name]["kernel"])

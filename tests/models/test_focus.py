@@ -11,6 +11,7 @@ import pytest
 from csist_jax import models
 from csist_jax.models import baselines
 from csist_jax.models.baselines.focus import ENERGY_WEIGHT, SPARSITY_WEIGHT, focus_loss
+from tests import helpers
 from tests.helpers import assert_adam_step_lowers
 
 
@@ -43,8 +44,8 @@ def test_focus_aux_and_one_step_on_its_own_loss():
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.uniform(0, 255, (3, 11, 11)).astype(np.float32))
     labels = jnp.zeros((3, 33, 33)).at[:, 16, 16].set(240.0)
-    variables = module.init(jax.random.PRNGKey(0), x[:1])
-    maps, aux = module.apply(variables, x, return_aux=True)
+    variables = helpers.init(module, x[:1])
+    maps, aux = jax.jit(module.apply, static_argnames="return_aux")(variables, x, return_aux=True)
     assert maps.shape == (3, 33, 33) and len(aux) == 2
     np.testing.assert_allclose(np.asarray(aux[0]["lr_energy"]), np.asarray(x).sum(axis=(1, 2)), rtol=1e-6)
     for a in aux:

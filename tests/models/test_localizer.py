@@ -1,10 +1,10 @@
-"""The learned localiser: its loss against a hand computation, gradients into every head, batch
-independence, the point format CSO-mAP reads, and one tiny run through ``train_and_evaluate``."""
+"""The learned localisers: the loss against a hand computation, gradients into every head, batch
+independence, the point format CSO-mAP reads; the window localiser's kind, one step and batch
+independence (a tiny run through ``train_and_evaluate``: e2e/test_train.py)."""
 
 from __future__ import annotations
 
 import math
-import os
 
 import jax
 import jax.numpy as jnp
@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 
 from csist_jax import metrics, models, physics, train
-from csist_jax.data import csist100k
-from csist_jax.models import localizer
+from csist_jax.data import csist100k, seqcsist
+from csist_jax.models import kinds, localizer
 from csist_jax.train import losses
+from tests import helpers
 
-#: frames per generated set: one generator shape for the fixtures and the training run (one compile)
+#: frames per generated set (the generator shape of the localiser run in e2e/test_train.py too)
 N = 32
 
 
@@ -29,8 +30,14 @@ def frames():
 @pytest.fixture(scope="module")
 def small(frames):
     net = models.create("localizer", c=3, stages=1, channels=8)
-    variables = net.init(jax.random.PRNGKey(1), jnp.asarray(frames["image"], jnp.float32))
+    variables = helpers.init(net, jnp.asarray(frames["image"], jnp.float32), seed=1)
     return net, variables
+
+
+@pytest.fixture(scope="module")
+def apply(small):
+    """The small localiser's compiled ``apply`` (one compile per batch size, shared by the tests)."""
+    return jax.jit(small[0].apply)
 
 
 def test_localizer_is_registered_apart_from_the_map_networks(small):
@@ -42,9 +49,9 @@ def test_localizer_is_registered_apart_from_the_map_networks(small):
     train.config.check(train.config.resolve({"model": {"name": "localizer"}}))
 
 
-def test_outputs_have_the_documented_shapes_and_ranges(small, frames):
+def test_outputs_have_the_documented_shapes_and_ranges(small, apply, frames):
     net, variables = small
-    out = net.apply(variables, jnp.asarray(frames["image"], jnp.float32))
+    out = apply(variables, jnp.asarray(frames["image"], jnp.float32))
     assert out["logit"].shape == (8, 33, 33)
     assert out["position"].shape == (8, 33, 33, 2)
     assert out["brightness"].shape == (8, 33, 33)
@@ -127,7 +134,7 @@ def test_gradients_are_finite_and_reach_every_head(small, frames):
         out = net.apply({"params": params, "constants": variables["constants"]}, images)
         return losses.localizer_loss(out, targets, images=images, count_weight=1.0, physics_weight=1e-3)[0]
 
-    grads = jax.grad(objective)(variables["params"])
+    grads = jax.jit(jax.grad(objective))(variables["params"])
     for path, g in jax.tree_util.tree_leaves_with_path(grads):
         g = np.asarray(g)
         assert np.all(np.isfinite(g)), path
@@ -137,12 +144,12 @@ def test_gradients_are_finite_and_reach_every_head(small, frames):
     assert np.all(head.sum(axis=(0, 1)) > 0), head.sum(axis=(0, 1))
 
 
-def test_a_sample_does_not_depend_on_its_batch(small, frames):
+def test_a_sample_does_not_depend_on_its_batch(small, apply, frames):
     net, variables = small
     images = jnp.asarray(frames["image"], jnp.float32)
-    whole = net.apply(variables, images)
-    alone = net.apply(variables, images[2:3])
-    reordered = net.apply(variables, images[::-1])
+    whole = apply(variables, images)
+    alone = apply(variables, images[2:3])
+    reordered = apply(variables, images[::-1])
     for key in whole:
         scale = float(jnp.max(jnp.abs(whole[key]))) + 1e-6
         np.testing.assert_allclose(alone[key][0], whole[key][2], atol=1e-5 * scale, err_msg=key)
@@ -201,32 +208,6 @@ def test_points_threshold_and_arguments(frames):
         localizer.points({"logit": out["logit"]})
 
 
-def test_a_tiny_training_run_writes_best_and_reloads(tmp_path):
-    cfg = train.default_config()
-    cfg.model.name = "localizer"
-    cfg.model.stages = 1
-    cfg.model.channels = 8
-    cfg.data.train_size = N
-    cfg.data.val_size = N
-    cfg.optim.batch_size = 16
-    cfg.optim.num_epochs = 1
-    cfg.optim.learning_rate = 1e-3
-    cfg.log_every_steps = 1
-    cfg.eval.batch_size = 32
-    cfg.progress = False
-    result = train.train_and_evaluate(cfg, str(tmp_path))
-    assert result["step"] == 2
-    assert {"mAP", "AP05", "count_accuracy", "rmse"} <= set(result["val"])
-    assert os.path.isfile(tmp_path / "best" / "model.json")
-    module, variables = models.load_checkpoint(tmp_path / "best")
-    assert models.is_localizer(module) and module.channels == 8
-    images = jnp.asarray(csist100k.generate(seed=0, n=N)["image"][:4], jnp.float32)
-    trained = {"params": result["params"], "constants": result["constants"]}
-    got, want = module.apply(variables, images), module.apply(trained, images)
-    for key in want:
-        np.testing.assert_allclose(got[key], want[key], rtol=1e-6, atol=1e-6, err_msg=key)
-
-
 def test_points_merge_a_target_split_between_cells_and_keep_close_targets_apart(frames):
     out = {k: np.array(v) for k, v in _perfect_outputs(frames["targets"], frames["count"]).items()}
     out["logit"][:] = -20.0
@@ -255,3 +236,39 @@ def test_batch_loss_passes_the_count_weight_through(small, frames):
     base, parts = losses.batch_loss(net, variables, batch)
     weighted, _ = losses.batch_loss(net, variables, batch, {"count_weight": 2.0})
     np.testing.assert_allclose(float(weighted), float(base) + 2.0 * float(parts["count"]), rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def window_localizer():
+    net = models.create("window_localizer", **models.REGISTRY["window_localizer"].small)
+    data = seqcsist.windows(seqcsist.generate(1, 1, noise_std=2.0))
+    windows = jnp.asarray(data["image"][:4], jnp.float32)
+    frame = jnp.asarray(data["frame"][:4], jnp.int32)
+    variables = helpers.init(net, windows, frame)
+    return net, variables, windows, frame, jnp.asarray(data["targets"][:4])
+
+
+def test_window_localizer_is_a_window_points_model_with_the_localiser_heads(window_localizer):
+    net, variables, windows, frame, targets = window_localizer
+    assert (
+        kinds.of(net) == kinds.WINDOW_POINTS
+        and models.REGISTRY["window_localizer"].kind == kinds.WINDOW_POINTS
+    )
+    out = net.apply(variables, windows, frame)
+    assert out["logit"].shape == (4, 33, 33) and out["position"].shape == (4, 33, 33, 2)
+    found = net.decode(out)
+    assert found["points"].shape == (4, 8, 3) and found["count"].shape == (4,)
+    with pytest.raises(ValueError, match="windows"):
+        net.apply(variables, windows[:, 0], frame)
+
+
+def test_window_localizer_trains_and_is_batch_independent(window_localizer):
+    net, variables, windows, frame, targets = window_localizer
+    batch = {"image": windows, "frame": frame, "targets": targets}
+
+    def loss(params):
+        return kinds.of(net).loss(net, {**variables, "params": params}, batch, {"count_weight": 1.0})[0]
+
+    helpers.assert_adam_step_lowers(loss, variables["params"], learning_rate=1e-3)
+    apply = jax.jit(net.apply)
+    helpers.assert_batch_independent(lambda w, f: apply(variables, w, f)["logit"], (windows, frame))

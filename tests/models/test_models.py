@@ -10,22 +10,22 @@ import numpy as np
 import pytest
 
 from csist_jax import models, physics, solvers
-from csist_jax.data import csist100k
 from csist_jax.models import layers
 from csist_jax.train import losses
+from tests import helpers
 from tests.helpers import BATCH_RTOL, assert_batch_independent
 
 PUBLISHED_PARAMS = {"ista_net": 171_090, "ista_net_plus": 336_978, "dista_net": 2_179_104}
 
 
 @pytest.fixture(scope="module")
-def data():
-    return csist100k.generate(3, 6)
+def data(frames6):
+    return frames6
 
 
 @pytest.fixture(scope="module")
-def images(data):
-    return np.asarray(data["image"], np.float32)
+def images(frames6):
+    return frames6["images"]
 
 
 def _abstract_init(module, size=11):
@@ -76,7 +76,7 @@ def test_unrolled_loop_with_untrained_stages_is_analytic_ista(images):
     np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-4)
 
 
-def _network(name: str, **fields):
+def _network(name: str, images, **fields):
     """``(module, variables, inputs)`` of a network with 2 stages and the published layer widths
     (DeRefNet: c = 1, 8 channels, one residual block, 5-frame windows); small enough to compile fast."""
     rng = np.random.default_rng(7)
@@ -86,28 +86,42 @@ def _network(name: str, **fields):
         inputs = (rng.uniform(0, 255, (6, 5, 11, 11)).astype(np.float32), np.array([2, 9, 4, 17, 11, 6]))
     else:
         module = models.create(name, **{"stages": 2, **fields})
-        inputs = (csist100k.generate(3, 6)["image"].astype(np.float32),)
-    variables = jax.jit(module.init)(jax.random.PRNGKey(1), *(a[:1] for a in inputs))
+        inputs = (np.asarray(images),)
+    variables = helpers.init(module, *(a[:1] for a in inputs), seed=1)
     return module, variables, inputs
+
+
+@pytest.fixture(scope="module")
+def network(images):
+    """``network(name)``: :func:`_network` at its defaults, made once per module, so that the tests on
+    the same network share its compiled programs."""
+    made = {}
+
+    def get(name):
+        if name not in made:
+            made[name] = _network(name, images)
+        return made[name]
+
+    return get
 
 
 ALL_NETWORKS = models.UNFOLDING_NAMES + ("derefnet",)  # the zoo has its own tests (test_baselines, test_tdan)
 
 
 @pytest.mark.parametrize("name", ALL_NETWORKS)
-def test_sample_output_does_not_depend_on_its_batch(name):
+def test_sample_output_does_not_depend_on_its_batch(name, network):
     """Alone, in a batch of 6, reversed, and beside saturated frames: equal to float32 rounding
     (BATCH_RTOL of the map's scale), with the tuned compiler options."""
-    module, variables, inputs = _network(name)
+    module, variables, inputs = network(name)
     apply = models.jit(module.apply, inference_of=module)
     assert_batch_independent(lambda *a: apply(variables, *a), inputs, saturated=True)
 
 
 @pytest.mark.parametrize("name", ALL_NETWORKS)
-def test_optimised_programs_have_no_loop_over_the_batch(name):
+def test_optimised_programs_have_no_loop_over_the_batch(name, images):
     """The compiled inference and training-gradient programs hold no ``while`` loop (the batch runs as
     one batched program); the opt-in ``batch_exact`` mode, which loops over samples, does."""
-    module, variables, inputs = _network(name, stages=1)
+    module, variables, inputs = _network(name, images, stages=1)
 
     def loss(params, *x):
         out = module.apply({"params": params, "constants": variables["constants"]}, *x)
@@ -133,7 +147,7 @@ def test_batch_exact_mode_is_bit_identical_alone_and_in_any_batch_on_cpu(name, i
     """The opt-in per-sample loops, under ``jax.jit`` with XLA:CPU's default options (other compiler
     options may fuse a batch of one differently: bit-identity is not promised there)."""
     module = models.create(name, stages=1, batch_exact=True)
-    variables = jax.jit(module.init)(jax.random.PRNGKey(1), images[:1])
+    variables = helpers.init(module, images[:1], seed=1)
     apply = jax.jit(module.apply)
     full = np.asarray(apply(variables, images))
     for i in range(len(images)):
@@ -147,9 +161,8 @@ def test_batch_exact_mode_is_bit_identical_alone_and_in_any_batch_on_cpu(name, i
 
 
 @pytest.mark.parametrize("name", ["ista_net", "dista_net"])
-def test_bfloat16_images_and_variables_give_a_bfloat16_forward_pass(name, images):
-    module = models.create(name, stages=2)
-    variables = jax.jit(module.init)(jax.random.PRNGKey(1), images[:1])
+def test_bfloat16_images_and_variables_give_a_bfloat16_forward_pass(name, images, network):
+    module, variables, _ = network(name)  # 2 stages, published widths
     apply = jax.jit(module.apply)  # one compile per dtype instead of op-by-op dispatch
     full = np.asarray(apply(variables, images))
     half = jax.tree.map(lambda a: a.astype(jnp.bfloat16), variables)
@@ -213,10 +226,9 @@ def test_compiler_options_are_cpu_only_and_yield_to_xla_flags(monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["ista_net", "dista_net"])
-def test_models_jit_computes_what_jax_jit_computes(name, images):
+def test_models_jit_computes_what_jax_jit_computes(name, images, network):
     """The compiler options change which kernels run, not the result (float32 rounding)."""
-    module = models.create(name, stages=2, channels=8, **({"hidden": 32} if name == "dista_net" else {}))
-    variables = jax.jit(module.init)(jax.random.PRNGKey(2), images[:1])
+    module, variables, _ = network(name)  # the programs of the batch and bfloat16 tests, compiled once
     ours = models.jit(module.apply, inference_of=module)(variables, images)
     reference = jax.jit(module.apply)(variables, images)
     scale = float(jnp.max(jnp.abs(reference)))
@@ -232,7 +244,7 @@ def test_gradients_reach_every_parameter(name, data):
     x = jnp.asarray(data["image"][:4], jnp.float32)
     labels = physics.hr_label(data["targets"][:4], 3)
     module = models.create(name, stages=1)
-    variables = jax.jit(module.init)(jax.random.PRNGKey(2), x)
+    variables = helpers.init(module, x, seed=2)
     grad = jax.jit(jax.grad(_loss, argnums=1), static_argnums=0)
     grads = grad(module, variables["params"], variables["constants"], x, labels)
     flat = jax.tree_util.tree_leaves_with_path(grads)
@@ -254,7 +266,7 @@ def test_dista_kernel_mlp_gradient_matches_finite_differences(data):
         x = jnp.asarray(data["image"][:2], jnp.float64)
         labels = jnp.asarray(physics.hr_label(data["targets"][:2], 3), jnp.float64)
         module = models.create("dista_net", stages=2, channels=8, hidden=32)
-        variables = jax.jit(module.init)(jax.random.PRNGKey(3), x)
+        variables = helpers.init(module, x, seed=3)
         variables = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), variables)
         params, constants = variables["params"], variables["constants"]
         leaves, treedef = jax.tree_util.tree_flatten_with_path(params)

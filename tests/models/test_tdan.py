@@ -13,6 +13,7 @@ from csist_jax.models.baselines import tdan
 from csist_jax.models.baselines.tdan import TDAN, grouped_deform_conv3, tdan_loss
 from csist_jax.models.derefnet import deform_conv3
 from csist_jax.physics import psf
+from tests import helpers
 from tests.helpers import assert_adam_step_lowers, assert_batch_independent
 
 
@@ -84,7 +85,7 @@ def test_parameter_count_at_published_size():
 def test_one_adam_step_lowers_the_mse_and_windows_are_independent(data):
     module = _small()
     x, frame, labels = data["image"], data["frame"], data["label"]
-    variables = jax.jit(module.init)(jax.random.PRNGKey(1), x[:1], frame[:1])
+    variables = helpers.init(module, x[:1], frame[:1], seed=1)
     constants = variables.get("constants", {})
 
     def loss(params):

@@ -19,6 +19,7 @@ from jax.sharding import PartitionSpec as P
 from csist_jax import models, physics, train
 from csist_jax.data import seqcsist
 from csist_jax.train import losses
+from tests import helpers
 
 C = 1  # the properties hold at any c; c = 1 keeps each case to a few seconds on a CPU
 STEPS = 5
@@ -60,7 +61,7 @@ def test_every_single_frame_network_is_covered():
 def test_training_steps_lower_the_loss_and_move_every_parameter(name, batch):
     images, targets, labels = batch
     module = models.create(name, c=C, **SMALL[name])
-    variables = jax.jit(module.init)(jax.random.PRNGKey(0), images[:1])
+    variables = helpers.init(module, images[:1])
     before = jax.tree.map(np.array, variables["params"])
     optimizer = optax.adam(LEARNING_RATE)
     mesh = train.make_mesh()
@@ -94,7 +95,7 @@ def test_derefnet_training_steps_lower_the_loss_and_move_every_parameter():
     targets = np.asarray(cut["targets"][pick])
     labels = physics.hr_label(targets, C)
     net = models.create("derefnet", c=C, stages=1, channels=4, residual_blocks=1)
-    variables = jax.jit(net.init)(jax.random.PRNGKey(0), windows, index)
+    variables = helpers.init(net, windows, index)
     before = jax.tree.map(np.array, variables["params"])
     optimizer = optax.adam(LEARNING_RATE)
     mesh = train.make_mesh()

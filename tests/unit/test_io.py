@@ -7,17 +7,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from csist_jax.data import csist100k, io, seqcsist
+from csist_jax.data import io
 
 
 @pytest.fixture(scope="module")
-def single():
-    return csist100k.generate(seed=0, n=64)
+def single(csist100k_64):
+    return csist100k_64
 
 
 @pytest.fixture(scope="module")
-def sequence():
-    return seqcsist.generate(seed=0, n_trajectories=4)
+def sequence(seqcsist_4):
+    return seqcsist_4
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""Noisy sensors: the training noise against the sensor model, the noise estimator, the count term, the
-window search from every frame, exact resume of a noise-trained run, and the window localiser."""
+"""Noisy sensors: the training noise against the sensor model, the noise estimator, the count term and the
+window search from every frame (a noise-trained run's exact resume: e2e/test_train.py; the window
+localiser: models/test_localizer.py)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from csist_jax import models, physics, train
+from csist_jax import physics, train
 from csist_jax.data import csist100k, seqcsist
-from csist_jax.models import kinds, objectives
+from csist_jax.models import objectives
 from csist_jax.refine import estimate_noise, localize_window
 from csist_jax.train import noise as noise_lib
-from tests import helpers
 
 
 def test_training_noise_has_the_statistics_of_sensor_observe():
@@ -86,83 +86,3 @@ def test_window_search_from_every_frame_never_ends_worse_than_from_the_centre():
     assert np.all(np.asarray(every["criterion"]) <= np.asarray(centre["criterion"]) + 1e-3)
     with pytest.raises(ValueError, match="starts"):
         localize_window(windows[0], starts="middle")
-
-
-def test_a_killed_noise_trained_run_resumes_bit_identically(tmp_path, monkeypatch):
-    from csist_jax.train import loop
-
-    def config():
-        cfg = train.default_config()
-        cfg.model.name = "ista_net"
-        cfg.model.stages = 1
-        cfg.model.channels = 4
-        cfg.data.train_size = 64
-        cfg.data.val_size = 64
-        cfg.data.noise_std = (0.0, 5.0)
-        cfg.data.background = (0.0, 2.0)
-        cfg.optim.batch_size = 16
-        cfg.optim.num_epochs = 2
-        cfg.optim.learning_rate = 1e-3
-        cfg.checkpoint_every_steps = 2
-        cfg.eval.batch_size = 32
-        cfg.progress = False
-        return cfg
-
-    reference = train.train_and_evaluate(config(), str(tmp_path / "whole"))
-    clean = config()
-    clean.data.noise_std = (0.0, 0.0)
-    clean.data.background = (0.0, 0.0)
-    noise_free = train.train_and_evaluate(clean, str(tmp_path / "clean"))
-    assert not np.array_equal(
-        np.asarray(jax.tree.leaves(reference["params"])[0]),
-        np.asarray(jax.tree.leaves(noise_free["params"])[0]),
-    ), "the noise must reach the updates"
-    dispatch = loop.TrainLoop._dispatch
-
-    def dies_at_step_5(self, first, count):
-        if first == 5:
-            raise KeyboardInterrupt
-        return dispatch(self, first, count)
-
-    with monkeypatch.context() as m:
-        m.setattr(loop.TrainLoop, "_dispatch", dies_at_step_5)
-        with pytest.raises(KeyboardInterrupt):
-            train.train_and_evaluate(config(), str(tmp_path / "killed"))
-    resumed = train.train_and_evaluate(config(), str(tmp_path / "killed"))
-    assert resumed["step"] == reference["step"] == 8
-    jax.tree.map(np.testing.assert_array_equal, resumed["params"], reference["params"])
-
-
-@pytest.fixture(scope="module")
-def window_localizer():
-    net = models.create("window_localizer", **models.REGISTRY["window_localizer"].small)
-    data = seqcsist.windows(seqcsist.generate(1, 1, noise_std=2.0))
-    windows = jnp.asarray(data["image"][:4], jnp.float32)
-    frame = jnp.asarray(data["frame"][:4], jnp.int32)
-    variables = net.init(jax.random.PRNGKey(0), windows, frame)
-    return net, variables, windows, frame, jnp.asarray(data["targets"][:4])
-
-
-def test_window_localizer_is_a_window_points_model_with_the_localiser_heads(window_localizer):
-    net, variables, windows, frame, targets = window_localizer
-    assert (
-        kinds.of(net) == kinds.WINDOW_POINTS
-        and models.REGISTRY["window_localizer"].kind == kinds.WINDOW_POINTS
-    )
-    out = net.apply(variables, windows, frame)
-    assert out["logit"].shape == (4, 33, 33) and out["position"].shape == (4, 33, 33, 2)
-    found = net.decode(out)
-    assert found["points"].shape == (4, 8, 3) and found["count"].shape == (4,)
-    with pytest.raises(ValueError, match="windows"):
-        net.apply(variables, windows[:, 0], frame)
-
-
-def test_window_localizer_trains_and_is_batch_independent(window_localizer):
-    net, variables, windows, frame, targets = window_localizer
-    batch = {"image": windows, "frame": frame, "targets": targets}
-
-    def loss(params):
-        return kinds.of(net).loss(net, {**variables, "params": params}, batch, {"count_weight": 1.0})[0]
-
-    helpers.assert_adam_step_lowers(loss, variables["params"], learning_rate=1e-3)
-    helpers.assert_batch_independent(lambda w, f: net.apply(variables, w, f)["logit"], (windows, frame))

@@ -5,18 +5,18 @@ import jax
 import numpy as np
 import pytest
 
-from csist_jax.data import csist100k, pipeline, seqcsist
+from csist_jax.data import pipeline, seqcsist
 from csist_jax.physics import hr_label
 
 
 @pytest.fixture(scope="module")
-def frames():
-    return pipeline.ArraySource(csist100k.generate(seed=0, n=64))
+def frames(csist100k_64):
+    return pipeline.ArraySource(csist100k_64)
 
 
 @pytest.fixture(scope="module")
-def trajectories():
-    return seqcsist.generate(seed=0, n_trajectories=4)
+def trajectories(seqcsist_4):
+    return seqcsist_4
 
 
 def _indices(pipe):

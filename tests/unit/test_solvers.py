@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from csist_jax import physics, solvers
-from csist_jax.data import csist100k
 
 
 def _numpy_ista(z, A, lam, step, iterations, nonneg):
@@ -25,8 +24,8 @@ def _numpy_ista(z, A, lam, step, iterations, nonneg):
 
 
 @pytest.fixture(scope="module")
-def images():
-    return jnp.asarray(csist100k.generate(seed=11, n=6)["image"], jnp.float32)
+def images(frames6):
+    return jnp.asarray(frames6["images"])
 
 
 @pytest.mark.parametrize("nonneg", [True, False])
