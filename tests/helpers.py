@@ -103,6 +103,27 @@ def tiny_config(**overrides):
     return cfg
 
 
+def train_killed_at(step: int, config, workdir, monkeypatch) -> None:
+    """``train.train_and_evaluate(config, workdir)`` interrupted (``KeyboardInterrupt``) as the training
+    loop is about to dispatch ``step``: what a killed run leaves in its workdir."""
+    import pytest
+
+    from csist_jax import train
+    from csist_jax.train import loop
+
+    dispatch = loop.TrainLoop._dispatch
+
+    def dies(self, first, count):
+        if first == step:
+            raise KeyboardInterrupt
+        return dispatch(self, first, count)
+
+    with monkeypatch.context() as m:
+        m.setattr(loop.TrainLoop, "_dispatch", dies)
+        with pytest.raises(KeyboardInterrupt):
+            train.train_and_evaluate(config, str(workdir))
+
+
 # ---------------------------------------------------------------------------------------------- init
 # XLA:CPU spends most of a network's ``jax.jit(module.init)`` compile on the PRNG: threefry's 20 rounds,
 # expanded once for every parameter array (about 60,000 HLO instructions for a 140-array baseline). The

@@ -17,7 +17,7 @@ import pytest
 from csist_jax import models, train
 from csist_jax.data import seqcsist
 from csist_jax.train import config as config_lib
-from csist_jax.train import device_data, loop
+from csist_jax.train import device_data
 from tests import helpers
 
 ROOT = helpers.ROOT
@@ -74,17 +74,7 @@ def test_derefnet_trains_through_train_and_evaluate(reference):
 
 
 def test_killed_and_resumed_derefnet_run_ends_with_the_same_parameters(reference, tmp_path, monkeypatch):
-    dispatch = loop.TrainLoop._dispatch
-
-    def dies_at_step_5(self, first, count):
-        if first == 5:
-            raise KeyboardInterrupt
-        return dispatch(self, first, count)
-
-    with monkeypatch.context() as m:
-        m.setattr(loop.TrainLoop, "_dispatch", dies_at_step_5)
-        with pytest.raises(KeyboardInterrupt):
-            train.train_and_evaluate(tiny_derefnet(), str(tmp_path))
+    helpers.train_killed_at(5, tiny_derefnet(), tmp_path, monkeypatch)
     saved = sorted(int(d) for d in os.listdir(tmp_path / "checkpoints") if d.isdigit())
     assert saved and max(saved) < 6, saved
     resumed = train.train_and_evaluate(tiny_derefnet(), str(tmp_path))

@@ -64,17 +64,7 @@ def test_training_writes_logs_checkpoints_and_best_network(reference):
 
 def test_killed_and_resumed_run_ends_with_the_same_parameters(reference, tmp_path, monkeypatch):
     cfg = tiny_config(checkpoint_every_steps=2)
-    dispatch = loop.TrainLoop._dispatch
-
-    def dies_at_step_7(self, first, count):
-        if first == 7:
-            raise KeyboardInterrupt
-        return dispatch(self, first, count)
-
-    with monkeypatch.context() as m:
-        m.setattr(loop.TrainLoop, "_dispatch", dies_at_step_7)
-        with pytest.raises(KeyboardInterrupt):
-            train.train_and_evaluate(cfg, str(tmp_path))
+    helpers.train_killed_at(7, cfg, tmp_path, monkeypatch)
     # the checkpoint of step 6 was registered but not yet saved when the run died (see csist_jax.train.loop)
     assert _steps(tmp_path) == [2, 4]
     resumed = train.train_and_evaluate(cfg, str(tmp_path))
@@ -357,17 +347,7 @@ def test_a_killed_noise_trained_run_resumes_bit_identically(tmp_path, monkeypatc
         np.asarray(jax.tree.leaves(reference["params"])[0]),
         np.asarray(jax.tree.leaves(noise_free["params"])[0]),
     ), "the noise must reach the updates"
-    dispatch = loop.TrainLoop._dispatch
-
-    def dies_at_step_5(self, first, count):
-        if first == 5:
-            raise KeyboardInterrupt
-        return dispatch(self, first, count)
-
-    with monkeypatch.context() as m:
-        m.setattr(loop.TrainLoop, "_dispatch", dies_at_step_5)
-        with pytest.raises(KeyboardInterrupt):
-            train.train_and_evaluate(config(), str(tmp_path / "killed"))
+    helpers.train_killed_at(5, config(), tmp_path / "killed", monkeypatch)
     resumed = train.train_and_evaluate(config(), str(tmp_path / "killed"))
     assert resumed["step"] == reference["step"] == 8
     jax.tree.map(np.testing.assert_array_equal, resumed["params"], reference["params"])
