@@ -179,6 +179,8 @@ def init(module, *inputs, seed: int = 0):
 # and stderr come back as ``subprocess.run`` gives them. Environment variables that JAX reads at import
 # (``XLA_FLAGS``, the compilation cache) are the server's (``JAX_PLATFORMS`` is passed on): use
 # ``subprocess`` where they must differ.
+# Forking is safe because the server only imports: importing the libraries starts no XLA backend (the
+# server checks), so no runtime thread exists at a fork, and each child starts a backend of its own.
 
 
 def _serve() -> None:  # pragma: no cover - runs in the server process
@@ -190,9 +192,14 @@ def _serve() -> None:  # pragma: no cover - runs in the server process
     import tempfile
     import time
 
+    from jax._src import xla_bridge
+
     import csist_jax  # noqa: F401  the imports the entry points share, paid once
     import csist_jax.models  # noqa: F401
     import csist_jax.train  # noqa: F401
+
+    if getattr(xla_bridge, "_backends", None):  # threads exist: a fork could deadlock
+        raise RuntimeError("importing the libraries started an XLA backend; run_module cannot fork safely")
 
     reply = os.fdopen(os.dup(1), "w")
     for line in sys.stdin:
