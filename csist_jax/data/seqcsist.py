@@ -239,7 +239,9 @@ def generate(
         shapes["clean"] = ((n_frames, size, size), np.float32)
     parts = {name: [] for name in shapes}
     # one compiled shape for many sizes: the next power of two, at least 4, at most _CHUNK (each
-    # sample depends on its index alone, so the extra ones are dropped and nothing else changes)
+    # sample depends on its index alone, so the extra ones are dropped; a single trajectory is computed
+    # in the batch of four, so its float targets equal those of any longer call bit for bit, where a
+    # batch of one compiled apart could differ from them by one float32 rounding, 5e-7 px)
     chunk = min(_CHUNK, max(4, 1 << (max(n, 1) - 1).bit_length()))
     show = progress if progress is not None else n > 4 * _CHUNK
     for lo in tqdm(range(0, n, chunk), desc="seqcsist", unit="chunk", disable=not show):
