@@ -197,7 +197,7 @@ def _environment_row(plan: _Plan) -> Row:
             parts.append(f"{plugin} {_version(plugin)}")
     ref = _torch()
     if ref is None:
-        parts.append("torch not installed")
+        parts.append("torch not installed (pip install torch for the PyTorch rows)")
     else:
         torch, where = ref
         cuda = f" (CUDA {torch.version.cuda}, {torch.cuda.get_device_name()})" if where == "cuda" else ""
@@ -472,7 +472,7 @@ def _torch_reference(name: str, plan: _Plan, ref) -> dict:
 
 def _torch_rows(name: str, plan: _Plan, m: dict, ref) -> list[Row]:
     if ref is None:
-        note = "torch not installed: side-by-side PyTorch run skipped"
+        note = "torch not installed: side-by-side PyTorch run skipped (pip install torch to run it)"
         return [Row(SECTION, f"{name} plain PyTorch side by side", float("nan"), "", note=note)]
     t = _torch_reference(name, plan, ref)
     where = f"PyTorch on {ref[1]}, median of {plan.repeats}"
