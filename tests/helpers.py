@@ -32,6 +32,42 @@ def subprocess_env(**extra) -> dict:
     return env
 
 
+def free_port() -> int:
+    """A TCP port free on this machine now (a ``jax.distributed`` coordinator's)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        return sock.getsockname()[1]
+
+
+def run_together(commands, *, env, timeout: float, cwd=ROOT) -> list[tuple[int, str]]:
+    """Start every command (an argv list) at once, wait for all of them, and return each one's
+    ``(exit code, stdout and stderr)``; any still running after ``timeout`` seconds is killed, and the
+    wait raises ``subprocess.TimeoutExpired``."""
+    import subprocess
+
+    procs = [
+        subprocess.Popen(
+            [str(a) for a in argv],
+            env=env,
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for argv in commands
+    ]
+    try:
+        logs = [proc.communicate(timeout=timeout)[0] for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    return [(proc.returncode, log) for proc, log in zip(procs, logs)]
+
+
 #: batch independence tolerance: max |alone - in batch| <= BATCH_RTOL * max |output| per sample
 BATCH_RTOL = 1e-5
 

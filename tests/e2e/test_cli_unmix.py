@@ -11,7 +11,6 @@ import csv
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 
@@ -353,12 +352,6 @@ def test_the_plan_is_cut_by_size_and_shared_among_processes():
         assert every == list(range(11))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_share_the_chunks_and_write_one_csv(tmp_path):
     data = make_crops(3, 32)
     np.save(tmp_path / "crops.npy", data)
@@ -367,44 +360,16 @@ def test_two_processes_share_the_chunks_and_write_one_csv(tmp_path):
     assert run(*argv, "--out", clean) == 0
 
     out = tmp_path / "det.csv"
-    port = _free_port()
-    env = helpers.subprocess_env()
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "csist_jax",
-                "unmix",
-                *map(str, argv),
-                "--out",
-                str(out),
-                "--no-progress",
-                "--coordinator",
-                f"localhost:{port}",
-                "--num-processes",
-                "2",
-                "--process-id",
-                str(i),
-            ],
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+    port = helpers.free_port()
+    commands = [
+        [sys.executable, "-m", "csist_jax", "unmix", *argv, "--out", out, "--no-progress"]
+        + ["--coordinator", f"localhost:{port}", "--num-processes", 2, "--process-id", i]
         for i in range(2)
     ]
-    logs = []
-    try:
-        logs = [proc.communicate(timeout=240)[0] for proc in procs]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
-    for proc, log in zip(procs, logs):
-        assert proc.returncode == 0, log[-3000:]
+    done = helpers.run_together(commands, env=helpers.subprocess_env(), timeout=240)
+    for code, log in done:
+        assert code == 0, log[-3000:]
+    logs = [log for _, log in done]
     assert out.read_bytes() == clean.read_bytes()
     assert "[process 1/2]" in logs[1] and "wrote" in logs[0] and "wrote" not in logs[1]
 

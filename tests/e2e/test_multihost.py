@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
 import sys
 
 import numpy as np
@@ -23,38 +21,14 @@ WORKER = os.path.join(ROOT, "tests", "e2e", "multihost_worker.py")
 LAUNCH_TIMEOUT_S = 420
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
-
-
 def _launch(workdir, num_epochs: int, out_dir) -> list[dict]:
     """Both processes of one job; each one's ``OUT.npz`` contents."""
-    env = helpers.subprocess_env()
-    port = _free_port()
+    port = helpers.free_port()
     outs = [os.path.join(out_dir, f"process{i}-{num_epochs}.npz") for i in range(2)]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, WORKER, str(i), str(port), str(workdir), str(num_epochs), outs[i]],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    logs = []
-    try:
-        for proc in procs:
-            logs.append(proc.communicate(timeout=LAUNCH_TIMEOUT_S)[0])
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
-    for i, (proc, log) in enumerate(zip(procs, logs)):
-        assert proc.returncode == 0, f"process {i}:\n{log[-4000:]}"
+    commands = [[sys.executable, WORKER, i, port, workdir, num_epochs, outs[i]] for i in range(2)]
+    done = helpers.run_together(commands, env=helpers.subprocess_env(), timeout=LAUNCH_TIMEOUT_S)
+    for i, (code, log) in enumerate(done):
+        assert code == 0, f"process {i}:\n{log[-4000:]}"
     return [dict(np.load(out)) for out in outs]
 
 

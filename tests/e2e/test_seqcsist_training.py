@@ -24,25 +24,16 @@ ROOT = helpers.ROOT
 
 
 def tiny_derefnet(**overrides):
-    """2 training trajectories cut into windows of 3 (36 windows), batch 12: 3 steps per epoch."""
-    cfg = train.default_config()
-    cfg.model.name = "derefnet"
-    cfg.data.dataset = "seqcsist"
-    cfg.data.window = 3
-    cfg.model.stages = 1
-    cfg.model.channels = 4
-    cfg.model.residual_blocks = 1
-    cfg.data.train_size = 2
-    cfg.data.val_size = 1
-    cfg.optim.batch_size = 12
-    cfg.optim.num_epochs = 2
-    cfg.optim.learning_rate = 1e-3
-    cfg.optim.weight_decay = 1e-5
-    cfg.eval.brightness_threshold = 70.0
-    cfg.log_every_steps = 1
-    cfg.checkpoint_every_steps = 2
-    cfg.eval.batch_size = 18
-    cfg.progress = False
+    """2 training trajectories cut into windows of 3 (36 windows), batch 12: 3 steps per epoch (the
+    suite's tiny run, ``helpers.tiny_config``, as a 1-stage, 4-channel DeRefNet on SeqCSIST)."""
+    cfg = helpers.tiny_config(
+        model={"name": "derefnet", "residual_blocks": 1},
+        data={"dataset": "seqcsist", "window": 3, "train_size": 2, "val_size": 1},
+        optim={"batch_size": 12, "weight_decay": 1e-5},
+        eval={"brightness_threshold": 70.0, "batch_size": 18},
+        log_every_steps=1,
+        checkpoint_every_steps=2,
+    )
     cfg.update(overrides)
     return cfg
 
